@@ -1,0 +1,57 @@
+"""URLs: every API route at the root and again under /api/; Swagger documents the root."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_yasg import openapi
+from drf_yasg.views import get_schema_view
+from rest_framework import permissions
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import SimpleRouter
+
+from stocks.views import StockViewSet
+from transactions.views import TransactionViewSet
+from users.views import UserViewSet
+
+from .health import health
+
+router = SimpleRouter()
+# A missing trailing slash must still route (no redirect that turns a POST into a GET).
+router.trailing_slash = "/?"
+router.register("users", UserViewSet, basename="user")
+router.register("stocks", StockViewSet, basename="stock")
+router.register("transactions", TransactionViewSet, basename="transaction")
+
+api_patterns = [
+    *router.urls,
+    re_path(r"^auth/token/?$", obtain_auth_token, name="auth-token"),
+    re_path(r"^health/?$", health, name="health"),
+]
+
+api_info = openapi.Info(
+    title="StockFlow API",
+    default_version="v1",
+    description=(
+        "Register with a cash balance, read market data, and submit buy/sell market orders "
+        "that Celery workers settle asynchronously. Authenticate with `Authorization: Token "
+        "<key>` (the token comes back from `POST /users/` or `POST /auth/token/`). Every route "
+        "is also served under `/api/`. Money is a decimal string; timestamps are UTC ISO 8601."
+    ),
+)
+
+schema_view = get_schema_view(
+    api_info, public=True, permission_classes=[permissions.AllowAny], patterns=api_patterns
+)
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    re_path(r"^swagger\.(?P<format>json|yaml)$", schema_view.without_ui(), name="schema"),
+    re_path(r"^swagger/?$", schema_view.with_ui("swagger"), name="swagger-ui"),
+    re_path(r"^redoc/?$", schema_view.with_ui("redoc"), name="redoc"),
+    *api_patterns,
+    path("api/", include((api_patterns, "api"))),
+]
+
+handler400 = "stockflow.exceptions.handler400"
+handler403 = "stockflow.exceptions.handler403"
+handler404 = "stockflow.exceptions.handler404"
+handler500 = "stockflow.exceptions.handler500"

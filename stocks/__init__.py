@@ -1,0 +1,1 @@
+"""Stocks: OHLCV quotes (market data), their ingestion and latest-quote reads."""

@@ -1,0 +1,7 @@
+"""App config for stocks."""
+
+from django.apps import AppConfig
+
+
+class StocksConfig(AppConfig):
+    name = "stocks"

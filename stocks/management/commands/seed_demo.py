@@ -1,0 +1,97 @@
+"""Load demo data: a month of daily quotes for a few tickers, a demo user and a staff user.
+
+Safe to run again: existing quotes and users are left as they are. Prints both tokens.
+"""
+
+import random
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand
+from django.db.transaction import atomic
+from rest_framework.authtoken.models import Token
+
+from stockflow.money import quantize_price
+from stocks.models import StockData
+from users.models import User
+
+# Ticker -> rough price level, volume level.
+TICKERS = {
+    "AAPL": (Decimal("190"), 55_000_000),
+    "MSFT": (Decimal("415"), 21_000_000),
+    "GOOGL": (Decimal("170"), 25_000_000),
+    "AMZN": (Decimal("185"), 40_000_000),
+    "NVDA": (Decimal("120"), 250_000_000),
+}
+TRADING_DAYS = 30
+
+
+def _trading_days(count: int) -> list[datetime]:
+    """The last `count` weekdays before today, each at the 21:00 UTC close."""
+    days, day = [], datetime.now(UTC).date()
+    while len(days) < count:
+        day -= timedelta(days=1)
+        if day.weekday() < 5:
+            days.append(datetime.combine(day, time(21, 0), UTC))
+    return sorted(days)
+
+
+def _quotes(ticker: str, level: Decimal, volume: int, days: list[datetime]) -> list[StockData]:
+    rng = random.Random(ticker)  # deterministic per ticker
+    close = level
+    rows = []
+    for ts in days:
+        open_price = quantize_price(close * Decimal(str(1 + rng.uniform(-0.01, 0.01))))
+        close = quantize_price(open_price * Decimal(str(1 + rng.uniform(-0.025, 0.025))))
+        high = quantize_price(max(open_price, close) * Decimal(str(1 + rng.uniform(0, 0.012))))
+        low = quantize_price(min(open_price, close) * Decimal(str(1 - rng.uniform(0, 0.012))))
+        rows.append(
+            StockData(
+                ticker=ticker,
+                open_price=open_price,
+                close_price=close,
+                high=high,
+                low=low,
+                volume=int(volume * rng.uniform(0.6, 1.4)),
+                timestamp=ts,
+            )
+        )
+    return rows
+
+
+class Command(BaseCommand):
+    help = "Load demo quotes, a demo user and a staff user (idempotent); print their tokens."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--demo-password", default="demo-pass-2025")
+        parser.add_argument("--admin-password", default="admin-pass-2025")
+
+    @atomic
+    def handle(self, *args, **options):
+        days = _trading_days(TRADING_DAYS)
+        for ticker, (level, volume) in TICKERS.items():
+            if not StockData.objects.filter(ticker=ticker).exists():
+                StockData.objects.bulk_create(_quotes(ticker, level, volume, days))
+
+        demo, created = User.objects.get_or_create(
+            username="demo", defaults={"balance": Decimal("100000.00")}
+        )
+        if created:
+            demo.set_password(options["demo_password"])
+            demo.save()
+        admin, created = User.objects.get_or_create(
+            username="admin",
+            defaults={"is_staff": True, "is_superuser": True, "balance": Decimal("0.00")},
+        )
+        if created:
+            admin.set_password(options["admin_password"])
+            admin.save()
+
+        accounts = ((demo, options["demo_password"]), (admin, options["admin_password"]))
+        for user, password in accounts:
+            token, _ = Token.objects.get_or_create(user=user)
+            self.stdout.write(
+                f"{'staff' if user.is_staff else 'demo '} user {user.username!r} "
+                f"(password {password!r} if created now): token {token.key}"
+            )
+        self.stdout.write(f"quotes for {', '.join(TICKERS)}: {StockData.objects.count()} rows")

@@ -1,0 +1,63 @@
+"""Quote reads: the latest quotes (cached; invalidated on ingest) and history."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from stockflow.cache import QUOTES_NAMESPACE, cached
+
+from .models import StockData
+
+
+def quote_as_dict(quote: StockData) -> dict:
+    return {
+        "id": quote.pk,
+        "ticker": quote.ticker,
+        "open_price": quote.open_price,
+        "close_price": quote.close_price,
+        "high": quote.high,
+        "low": quote.low,
+        "volume": quote.volume,
+        "timestamp": quote.timestamp,
+    }
+
+
+def latest_quotes_cached() -> list[dict]:
+    return cached(
+        QUOTES_NAMESPACE,
+        "latest",
+        lambda: [quote_as_dict(q) for q in StockData.objects.latest_per_ticker()],
+    )
+
+
+def latest_quote_cached(*, ticker: str) -> dict | None:
+    def load():
+        quote = StockData.objects.filter(ticker=ticker).order_by("-timestamp").first()
+        return quote_as_dict(quote) if quote else None
+
+    return cached(QUOTES_NAMESPACE, f"latest:{ticker}", load)
+
+
+def latest_close(*, ticker: str) -> Decimal | None:
+    """The latest close from the database: prices that move money never come from the cache."""
+    return (
+        StockData.objects.filter(ticker=ticker)
+        .order_by("-timestamp")
+        .values_list("close_price", flat=True)
+        .first()
+    )
+
+
+def latest_closes(*, tickers: list[str]) -> dict[str, Decimal]:
+    return {
+        q.ticker: q.close_price
+        for q in StockData.objects.filter(ticker__in=tickers).latest_per_ticker()
+    }
+
+
+def quote_history(*, ticker: str, start: datetime | None, end: datetime | None):
+    quotes = StockData.objects.filter(ticker=ticker)
+    if start is not None:
+        quotes = quotes.filter(timestamp__gte=start)
+    if end is not None:
+        quotes = quotes.filter(timestamp__lte=end)
+    return quotes.order_by("timestamp", "id")

@@ -1,0 +1,1 @@
+"""Transactions: orders and positions, their submission and settlement."""

@@ -1,0 +1,7 @@
+"""App config for transactions."""
+
+from django.apps import AppConfig
+
+
+class TransactionsConfig(AppConfig):
+    name = "transactions"

@@ -1,0 +1,120 @@
+"""Transaction endpoints: submit, list (with date filters), read one, cancel while pending."""
+
+from drf_yasg import openapi
+from drf_yasg.utils import swagger_auto_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from stockflow.exceptions import NotFound
+from stockflow.permissions import ensure_owner_or_staff
+from users.models import User
+
+from .models import Transaction
+from .selectors import transactions_for_user
+from .serializers import (
+    TransactionFilterSerializer,
+    TransactionSerializer,
+    TransactionSubmitSerializer,
+)
+from .services import transaction_cancel, transaction_submit
+
+PATH_TIMESTAMP = "ISO 8601 date or datetime, or Unix epoch seconds (inclusive)"
+
+
+def _account(request, user_id: int) -> User:
+    ensure_owner_or_staff(request, user_id=user_id)
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.", "unknown_user")
+    return user
+
+
+class TransactionViewSet(viewsets.GenericViewSet):
+    """`/transactions/{user_id}/...`: the lookup is the account, not a transaction."""
+
+    serializer_class = TransactionSerializer
+    lookup_field = "user_id"
+    lookup_value_regex = r"[0-9]{1,18}"
+
+    @swagger_auto_schema(
+        operation_summary="Submit a market order",
+        operation_description="Priced now from the ticker's latest close, stored `pending`, and "
+        "settled asynchronously by a worker. Omit `user_id` to trade on your own account.",
+        request_body=TransactionSubmitSerializer,
+        responses={201: TransactionSerializer, 404: "Unknown user or ticker"},
+    )
+    def create(self, request):
+        serializer = TransactionSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = _account(request, data.pop("user_id") or request.user.pk)
+        txn = transaction_submit(user=user, **data)
+        return Response(TransactionSerializer(txn).data, status=status.HTTP_201_CREATED)
+
+    def _list(self, request, user_id, filters: dict):
+        query = TransactionFilterSerializer(data=filters)
+        query.is_valid(raise_exception=True)
+        user = _account(request, int(user_id))
+        txns = transactions_for_user(
+            user_id=user.pk,
+            start=query.validated_data.get("start_timestamp"),
+            end=query.validated_data.get("end_timestamp"),
+        )
+        page = self.paginate_queryset(txns)
+        return self.get_paginated_response(TransactionSerializer(page, many=True).data)
+
+    @swagger_auto_schema(
+        operation_summary="A user's transactions, newest first",
+        query_serializer=TransactionFilterSerializer,
+        responses={200: TransactionSerializer(many=True)},
+    )
+    def retrieve(self, request, user_id=None):
+        return self._list(request, user_id, request.query_params)
+
+    @swagger_auto_schema(
+        operation_summary="A user's transactions between two timestamps (path form)",
+        manual_parameters=[
+            openapi.Parameter("start_timestamp", openapi.IN_PATH, PATH_TIMESTAMP, type="string"),
+            openapi.Parameter("end_timestamp", openapi.IN_PATH, PATH_TIMESTAMP, type="string"),
+        ],
+        responses={200: TransactionSerializer(many=True)},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"(?P<start_timestamp>[^/]+)/(?P<end_timestamp>[^/]+)",
+        url_name="range",
+    )
+    def between(self, request, user_id=None, start_timestamp=None, end_timestamp=None):
+        filters = {"start_timestamp": start_timestamp, "end_timestamp": end_timestamp}
+        return self._list(request, user_id, filters)
+
+    def _transaction(self, request, user_id, transaction_id) -> Transaction:
+        user = _account(request, int(user_id))
+        txn = Transaction.objects.filter(pk=int(transaction_id), user=user).first()
+        if txn is None:
+            raise NotFound(
+                f"No transaction {transaction_id} for user {user_id}.", "unknown_transaction"
+            )
+        return txn
+
+    @swagger_auto_schema(
+        method="get", operation_summary="One transaction", responses={200: TransactionSerializer}
+    )
+    @swagger_auto_schema(
+        method="delete",
+        operation_summary="Cancel a pending transaction",
+        responses={200: TransactionSerializer, 409: "Already settled"},
+    )
+    @action(
+        detail=True,
+        methods=["get", "delete"],
+        url_path=r"(?P<transaction_id>[0-9]{1,18})",
+        url_name="one",
+    )
+    def one(self, request, user_id=None, transaction_id=None):
+        txn = self._transaction(request, user_id, transaction_id)
+        if request.method == "DELETE":
+            txn = transaction_cancel(transaction=txn)
+        return Response(TransactionSerializer(txn).data)

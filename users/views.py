@@ -1,0 +1,78 @@
+"""User endpoints: open registration, staff listing, own-account detail and portfolio."""
+
+from drf_yasg.utils import swagger_auto_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from stockflow.exceptions import NotFound
+from stockflow.permissions import ensure_owner_or_staff
+from transactions.selectors import portfolio_for_user
+
+from .models import User
+from .selectors import user_detail_cached
+from .serializers import (
+    PortfolioSerializer,
+    UserCreatedSerializer,
+    UserCreateSerializer,
+    UserSerializer,
+)
+from .services import user_register
+
+USERNAME_REGEX = r"[^/]+"
+
+
+class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    queryset = User.objects.order_by("id")
+    serializer_class = UserSerializer
+    lookup_field = "username"
+    lookup_value_regex = USERNAME_REGEX
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [permissions.AllowAny()]
+        if self.action == "list":
+            return [permissions.IsAdminUser()]
+        return [permissions.IsAuthenticated()]
+
+    @swagger_auto_schema(
+        operation_summary="Register",
+        operation_description="Open registration. Returns the new user's API token once; "
+        "`password` is optional (needed only for `POST /auth/token/`). Duplicate username: 409.",
+        request_body=UserCreateSerializer,
+        responses={201: UserCreatedSerializer},
+        security=[],
+    )
+    def create(self, request):
+        serializer = UserCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = user_register(**serializer.validated_data)
+        return Response(UserCreatedSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    @swagger_auto_schema(operation_summary="List users (staff)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @swagger_auto_schema(
+        operation_summary="Account detail (owner or staff)", responses={200: UserSerializer}
+    )
+    def retrieve(self, request, username=None):
+        ensure_owner_or_staff(request, username=username)
+        detail = user_detail_cached(username=username)
+        if detail is None:
+            raise NotFound(f"No user '{username}'.", "unknown_user")
+        return Response(UserSerializer(detail).data)
+
+    @swagger_auto_schema(
+        operation_summary="Portfolio (owner or staff)",
+        operation_description="Cash, open positions valued at each ticker's latest close, and "
+        "equity = cash + market value.",
+        responses={200: PortfolioSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def portfolio(self, request, username=None):
+        ensure_owner_or_staff(request, username=username)
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise NotFound(f"No user '{username}'.", "unknown_user")
+        return Response(PortfolioSerializer(portfolio_for_user(user=user)).data)
