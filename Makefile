@@ -12,6 +12,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 .PHONY: help venv run test lint format bench
 
+BENCH_URL ?= http://127.0.0.1:8000
+
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
@@ -33,3 +35,7 @@ lint: $(STAMP) ## ruff, migrations check, compose schema and Dockerfile lint
 format: $(STAMP) ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: $(STAMP) ## Order and read benchmarks against a running server (BENCH_URL, default :8000)
+	$(PY) bench/orders.py --url $(BENCH_URL) --users 20 --orders 2000 --concurrency 32
+	@command -v wrk >/dev/null && wrk -t2 -c16 -d10s $(BENCH_URL)/stocks/ || echo "wrk not installed: apt install wrk"
