@@ -36,7 +36,10 @@ def parse_timestamp(value, *, end_of_day: bool = False) -> datetime:
         raise ValueError("not an ISO 8601 date/datetime or epoch seconds")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValueError("timestamp out of range in UTC") from exc
 
 
 class TimestampField(serializers.DateTimeField):
@@ -69,4 +72,7 @@ class TickerField(serializers.CharField):
         )
 
     def to_internal_value(self, data):
-        return super().to_internal_value(data).upper()
+        text = super().to_internal_value(data)
+        # Only ASCII is folded: a dotless i (U+0131) upper-cases to "I", so "\u0131bm" would
+        # otherwise become a valid "IBM".
+        return text.upper() if text.isascii() else text

@@ -8,7 +8,7 @@ running it twice, or concurrently from two workers, changes nothing the second t
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -86,28 +86,34 @@ class _Book:
 
     balance: Decimal
     positions: dict[str, Position]
+    changed: set[str] = field(default_factory=set)
 
-    def position(self, user_id: int, ticker: str) -> Position:
+    def position_to_change(self, user_id: int, ticker: str) -> Position:
+        """The position a successful transaction changes (created if the user has none)."""
         if ticker not in self.positions:
             self.positions[ticker] = Position(
                 user_id=user_id, ticker=ticker, quantity=0, average_cost=ZERO
             )
+        self.changed.add(ticker)
         return self.positions[ticker]
 
 
 def _apply(book: _Book, txn: Transaction) -> str | None:
     """Apply one transaction to the book; return a failure reason, or None on success."""
-    position = book.position(txn.user_id, txn.ticker)
+    # A failed transaction changes nothing: not even an empty position row is created.
     if txn.transaction_type == TransactionType.BUY:
         if book.balance < txn.transaction_price:
             return FailureReason.INSUFFICIENT_FUNDS
+        position = book.position_to_change(txn.user_id, txn.ticker)
         book.balance -= txn.transaction_price
         cost = position.quantity * position.average_cost + txn.transaction_price
         position.quantity += txn.transaction_volume
         position.average_cost = quantize_price(cost / position.quantity)
         return None
-    if position.quantity < txn.transaction_volume:
+    held = book.positions.get(txn.ticker)
+    if held is None or held.quantity < txn.transaction_volume:
         return FailureReason.INSUFFICIENT_SHARES
+    position = book.position_to_change(txn.user_id, txn.ticker)
     position.quantity -= txn.transaction_volume
     if position.quantity == 0:
         position.average_cost = ZERO
@@ -146,8 +152,8 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
             txn.settled_at = now
 
         User.objects.filter(pk=user_id).update(balance=book.balance)
-        for position in book.positions.values():
-            position.save()
+        for ticker in sorted(book.changed):
+            book.positions[ticker].save()
         Transaction.objects.bulk_update(pending, ["status", "failure_reason", "settled_at"])
         invalidate_on_commit(user_namespace(user.username))
 

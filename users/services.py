@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.db.transaction import atomic
 from rest_framework.authtoken.models import Token
@@ -18,7 +19,10 @@ def user_register(*, username: str, balance: Decimal, password: str | None = Non
         raise Conflict(f"Username '{username}' is already taken.", "duplicate_username")
     user = User(username=username, balance=balance)
     if password:
-        validate_password(password, user)
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:  # name the field, so the API answers 400 {"password": ...}
+            raise ValidationError({"password": exc.messages}) from exc
         user.set_password(password)
     else:
         user.set_unusable_password()
