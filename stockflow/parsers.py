@@ -2,15 +2,35 @@
 
 import codecs
 import json
-from decimal import Decimal
+import re
+from decimal import Decimal, DecimalException
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+# json decodes an escaped pair ("\ud83d\udca5") to one character, so any surrogate left is lone.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _has_lone_surrogate(data) -> bool:
+    """True if any key or string holds a lone surrogate, which cannot be encoded as UTF-8."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class DecimalJSONParser(JSONParser):
@@ -19,6 +39,15 @@ class DecimalJSONParser(JSONParser):
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         try:
             decoded_stream = codecs.getreader(encoding)(stream)
-            return json.load(decoded_stream, parse_float=Decimal, parse_constant=_refuse_constant)
+            data = json.load(decoded_stream, parse_float=Decimal, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
+        # An exponent beyond what Decimal can hold (1e99999999999999999999) is not a ValueError.
+        except DecimalException as exc:
+            raise ParseError("JSON parse error - a number is out of range.") from exc
+        # Refused here, or an error message that echoes the string could not even be rendered.
+        if _has_lone_surrogate(data):
+            raise ParseError(
+                "JSON parse error - a string holds a lone surrogate (\\ud800-\\udfff)."
+            )
+        return data

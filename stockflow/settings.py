@@ -220,10 +220,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["stockflow.parsers.DecimalJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
-    ],
+    # JSON only, errors included (API.md), even for a browser: Swagger UI is the browsable view.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "stockflow.pagination.LimitOffsetPagination",
     "PAGE_SIZE": PAGE_SIZE,
     "EXCEPTION_HANDLER": "stockflow.exceptions.exception_handler",

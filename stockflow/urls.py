@@ -5,12 +5,11 @@ from django.urls import include, path, re_path
 from drf_yasg import openapi
 from drf_yasg.views import get_schema_view
 from rest_framework import permissions
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
 from stocks.views import StockViewSet
 from transactions.views import TransactionViewSet
-from users.views import UserViewSet
+from users.views import ObtainTokenView, UserViewSet
 
 from .health import health
 
@@ -23,7 +22,7 @@ router.register("transactions", TransactionViewSet, basename="transaction")
 
 api_patterns = [
     *router.urls,
-    re_path(r"^auth/token/?$", obtain_auth_token, name="auth-token"),
+    re_path(r"^auth/token/?$", ObtainTokenView.as_view(), name="auth-token"),
     re_path(r"^health/?$", health, name="health"),
 ]
 

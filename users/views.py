@@ -1,11 +1,16 @@
 """User endpoints: open registration, staff listing, own-account detail and portfolio."""
 
+from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from stockflow.exceptions import NotFound
+from stockflow.parsers import DecimalJSONParser
 from stockflow.permissions import ensure_owner_or_staff
 from transactions.selectors import portfolio_for_user
 
@@ -19,7 +24,7 @@ from .serializers import (
 )
 from .services import user_register
 
-USERNAME_REGEX = r"[^/]+"
+USERNAME_REGEX = r"[^/\x00]+"  # NUL never reaches the database (PostgreSQL refuses it)
 
 
 class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -76,3 +81,27 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if user is None:
             raise NotFound(f"No user '{username}'.", "unknown_user")
         return Response(PortfolioSerializer(portfolio_for_user(user=user)).data)
+
+
+TOKEN_RESPONSE = openapi.Schema(
+    title="Token",
+    type=openapi.TYPE_OBJECT,
+    properties={"token": openapi.Schema(type=openapi.TYPE_STRING)},
+    example={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"},
+)
+
+
+class ObtainTokenView(ObtainAuthToken):
+    """DRF's token view, but parsing JSON like every other route: bad JSON is a 400, not a 500."""
+
+    parser_classes = [DecimalJSONParser, FormParser, MultiPartParser]
+
+    @swagger_auto_schema(
+        operation_summary="Obtain the API token",
+        operation_description="For users who registered with a password.",
+        request_body=AuthTokenSerializer,
+        responses={200: TOKEN_RESPONSE, 400: "Unable to log in with provided credentials."},
+        security=[],
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
