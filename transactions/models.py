@@ -44,6 +44,8 @@ class Transaction(models.Model):
     )
     timestamp = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
+    # The client's Idempotency-Key; unique per user while set (released after 24 hours).
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         constraints = [
@@ -51,6 +53,12 @@ class Transaction(models.Model):
             models.CheckConstraint(condition=Q(unit_price__gt=0), name="txn_unit_price_positive"),
             models.CheckConstraint(
                 condition=Q(transaction_price__gte=0), name="txn_price_non_negative"
+            ),
+            # The database, not a check-then-insert, makes concurrent retries create one row.
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="txn_unique_user_idempotency_key",
             ),
         ]
         indexes = [

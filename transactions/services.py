@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import IntegrityError
 from django.db.transaction import atomic, on_commit
 from django.utils import timezone
 
@@ -25,6 +26,8 @@ from .models import FailureReason, Position, Transaction, TransactionStatus, Tra
 
 logger = logging.getLogger(__name__)
 
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
 
 def _enqueue_settlement(user_id: int) -> None:
     from .tasks import settle_user_transactions_task
@@ -33,7 +36,12 @@ def _enqueue_settlement(user_id: int) -> None:
 
 
 def transaction_submit(
-    *, user: User, ticker: str, transaction_type: str, transaction_volume: int
+    *,
+    user: User,
+    ticker: str,
+    transaction_type: str,
+    transaction_volume: int,
+    idempotency_key: str | None = None,
 ) -> Transaction:
     """Store a market order priced at the latest close; settlement happens asynchronously."""
     unit_price = latest_close(ticker=ticker)
@@ -47,6 +55,7 @@ def transaction_submit(
             transaction_volume=transaction_volume,
             unit_price=unit_price,
             transaction_price=quantize_cash(unit_price * transaction_volume),
+            idempotency_key=idempotency_key,
         )
         # robust: a broker outage must not fail a stored submission; the sweeper retries.
         on_commit(lambda: _enqueue_settlement(user.pk), robust=True)
@@ -60,6 +69,37 @@ def transaction_submit(
         txn.transaction_price,
     )
     return txn
+
+
+def _transaction_for_key(*, user: User, idempotency_key: str) -> Transaction | None:
+    """The transaction this key created within the window; an older one releases the key."""
+    txn = Transaction.objects.filter(user=user, idempotency_key=idempotency_key).first()
+    if txn is not None and txn.timestamp < timezone.now() - IDEMPOTENCY_WINDOW:
+        Transaction.objects.filter(pk=txn.pk, idempotency_key=idempotency_key).update(
+            idempotency_key=None
+        )
+        return None
+    return txn
+
+
+def transaction_submit_once(
+    *, user: User, idempotency_key: str, **order
+) -> tuple[Transaction, bool]:
+    """Submit unless this key already created a transaction; return it and whether it is new.
+
+    Concurrent retries are decided by the unique (user, idempotency_key) constraint: the
+    losers' inserts wait for the winner's commit, fail, and return the winner's row.
+    """
+    existing = _transaction_for_key(user=user, idempotency_key=idempotency_key)
+    if existing is not None:
+        return existing, False
+    try:
+        return transaction_submit(user=user, idempotency_key=idempotency_key, **order), True
+    except IntegrityError:
+        existing = _transaction_for_key(user=user, idempotency_key=idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
 
 
 def transaction_cancel(*, transaction: Transaction) -> Transaction:

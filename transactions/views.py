@@ -1,12 +1,14 @@
 """Transaction endpoints: submit, list (with date filters), read one, cancel while pending."""
 
+import re
+
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from stockflow.exceptions import NotFound
+from stockflow.exceptions import ApplicationError, NotFound
 from stockflow.permissions import ensure_owner_or_staff
 from users.models import User
 
@@ -17,9 +19,27 @@ from .serializers import (
     TransactionSerializer,
     TransactionSubmitSerializer,
 )
-from .services import transaction_cancel, transaction_submit
+from .services import transaction_cancel, transaction_submit, transaction_submit_once
 
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,64}")
+IDEMPOTENCY_HEADER = openapi.Parameter(
+    "Idempotency-Key",
+    openapi.IN_HEADER,
+    "Makes retries safe: the same key from the same user within 24 hours returns the "
+    "transaction it first created (200) and creates nothing. 1-64 printable characters.",
+    type=openapi.TYPE_STRING,
+    required=False,
+)
 PATH_TIMESTAMP = "ISO 8601 date or datetime, or Unix epoch seconds (inclusive)"
+
+
+def _idempotency_key(request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApplicationError(
+            "Idempotency-Key must be 1-64 printable ASCII characters.", "invalid_idempotency_key"
+        )
+    return key
 
 
 def _account(request, user_id: int) -> User:
@@ -42,15 +62,27 @@ class TransactionViewSet(viewsets.GenericViewSet):
         operation_description="Priced now from the ticker's latest close, stored `pending`, and "
         "settled asynchronously by a worker. Omit `user_id` to trade on your own account.",
         request_body=TransactionSubmitSerializer,
-        responses={201: TransactionSerializer, 404: "Unknown user or ticker"},
+        manual_parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: TransactionSerializer,
+            200: openapi.Response("Replay of an Idempotency-Key", TransactionSerializer),
+            404: "Unknown user or ticker",
+        },
     )
     def create(self, request):
         serializer = TransactionSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        key = _idempotency_key(request)
         user = _account(request, data.pop("user_id") or request.user.pk)
-        txn = transaction_submit(user=user, **data)
-        return Response(TransactionSerializer(txn).data, status=status.HTTP_201_CREATED)
+        if key is None:
+            txn, created = transaction_submit(user=user, **data), True
+        else:
+            txn, created = transaction_submit_once(user=user, idempotency_key=key, **data)
+        return Response(
+            TransactionSerializer(txn).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
     def _list(self, request, user_id, filters: dict):
         query = TransactionFilterSerializer(data=filters)

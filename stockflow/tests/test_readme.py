@@ -58,9 +58,9 @@ class Server:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"bin/run exited:\n{self.log()[-4000:]}"
             try:
-                if requests.get(f"{self.url}/health/", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}/health/", timeout=10).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still booting
                 pass
             time.sleep(0.3)
         pytest.fail(f"bin/run did not serve in {START_TIMEOUT}s:\n{self.log()[-4000:]}")

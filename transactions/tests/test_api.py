@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from rest_framework import serializers
 
 from conftest import client_for
@@ -738,12 +739,7 @@ def test_the_whole_list_cannot_be_deleted(user_client, user):
 
 # --- Idempotency-Key (API.md) --------------------------------------------------------------
 
-IDEMPOTENCY_GAP = pytest.mark.xfail(
-    strict=True, reason="API.md's Idempotency-Key is not implemented: a retry trades twice"
-)
 
-
-@IDEMPOTENCY_GAP
 @pytest.mark.django_db
 def test_a_retry_with_the_same_idempotency_key_returns_the_first_transaction(user_client, quote):
     first = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="order-2025-01-01-a")
@@ -755,11 +751,75 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_transaction(use
     assert Transaction.objects.count() == 1
 
 
-@IDEMPOTENCY_GAP
 @pytest.mark.django_db
 @pytest.mark.parametrize("key", ["k" * 65, "tab\there"])
 def test_a_malformed_idempotency_key_is_refused(user_client, quote, key):
     response = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY=key)
 
     assert response.status_code == 400
+    assert not Transaction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_replay_after_settlement_returns_the_settled_transaction(user_client, quote, settle):
+    with settle():
+        first = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="settled-key")
+
+    retry = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="settled-key")
+
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert retry.json()["id"] == first.json()["id"]
+    assert retry.json()["status"] == "completed"
+    assert Transaction.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_same_idempotency_key_from_another_user_creates_that_users_own_transaction(
+    user_client, quote
+):
+    other = UserFactory(username="other-trader")
+    first = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="shared-key")
+
+    theirs = client_for(other).post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="shared-key")
+
+    assert (first.status_code, theirs.status_code) == (201, 201)
+    assert theirs.json()["user_id"] == other.pk
+    assert Transaction.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_an_idempotency_key_older_than_24_hours_creates_a_new_transaction(user_client, quote):
+    first = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="yesterday")
+    Transaction.objects.filter(pk=first.json()["id"]).update(
+        timestamp=timezone.now() - timedelta(hours=24, seconds=1)
+    )
+
+    again = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="yesterday")
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] != first.json()["id"]
+    assert Transaction.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_an_idempotency_key_just_inside_24_hours_still_replays(user_client, quote):
+    first = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="today")
+    Transaction.objects.filter(pk=first.json()["id"]).update(
+        timestamp=timezone.now() - timedelta(hours=23, minutes=59)
+    )
+
+    again = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="today")
+
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
+
+@pytest.mark.django_db
+def test_an_empty_idempotency_key_is_refused_with_its_code(user_client, quote):
+    response = user_client.post("/transactions/", order(), HTTP_IDEMPOTENCY_KEY="")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Idempotency-Key must be 1-64 printable ASCII characters.",
+        "code": "invalid_idempotency_key",
+    }
     assert not Transaction.objects.exists()

@@ -230,3 +230,25 @@ def test_a_settlement_task_delivered_five_times_applies_once(integration):
     assert (
         integration.log_path.read_text().count(f"transaction_settled transaction_id={txn.pk} ") == 1
     )
+
+
+def test_20_racing_requests_with_one_idempotency_key_create_one_transaction(
+    integration, live_server
+):
+    user = UserFactory(balance=Decimal("1000.00"))
+    StockDataFactory(ticker="ACME", close_price=Decimal("10.0000"))
+    body = {"ticker": "ACME", "transaction_type": "buy", "transaction_volume": 1}
+    headers = {"Authorization": f"Token {user.auth_token.key}", "Idempotency-Key": "race-1"}
+
+    def post(_):
+        with requests.Session() as session:
+            return session.post(f"{live_server.url}/transactions/", json=body, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(post, range(20)))
+
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
+    assert {r.json()["id"] for r in responses} == {Transaction.objects.get(user=user).pk}
+    wait_until_final(Transaction.objects.filter(user=user))
+    user.refresh_from_db()
+    assert user.balance == Decimal("990.00")

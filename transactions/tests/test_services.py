@@ -12,6 +12,7 @@ from django.utils import timezone
 from stockflow.exceptions import Conflict, NotFound
 from stockflow.money import CASH_PLACES
 from stocks.tests.factories import StockDataFactory
+from transactions import services
 from transactions.models import (
     FailureReason,
     Position,
@@ -794,3 +795,25 @@ def test_cash_and_shares_are_conserved_over_200_seeded_random_operations():
             assert held == volume[BUY] - volume[SELL]
             assert held == reference.shares[(user.pk, ticker)]
             assert held >= 0
+
+
+@pytest.mark.django_db
+def test_a_submission_that_loses_the_idempotency_race_returns_the_winners_transaction(
+    monkeypatch,
+):
+    user = UserFactory()
+    StockDataFactory(ticker="AAPL", close_price=Decimal("10.0000"))
+    winner = TransactionFactory(user=user, idempotency_key="raced")
+    lookups = iter([None, winner])  # the first look misses: the winner had not committed yet
+    monkeypatch.setattr(services, "_transaction_for_key", lambda **_: next(lookups))
+
+    txn, created = services.transaction_submit_once(
+        user=user,
+        idempotency_key="raced",
+        ticker="AAPL",
+        transaction_type="BUY",
+        transaction_volume=1,
+    )
+
+    assert (txn.pk, created) == (winner.pk, False)
+    assert Transaction.objects.filter(user=user).count() == 1
