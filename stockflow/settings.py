@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "stockflow.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -67,6 +68,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "stockflow.urls"
 WSGI_APPLICATION = "stockflow.wsgi.application"
 AUTH_USER_MODEL = "users.User"
+# The admin is the only page with a login form.
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/admin/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TEMPLATES = [
@@ -225,6 +229,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "stockflow.pagination.LimitOffsetPagination",
     "PAGE_SIZE": PAGE_SIZE,
     "EXCEPTION_HANDLER": "stockflow.exceptions.exception_handler",
+    # Per client address (anonymous) or per account; 429 with Retry-After beyond them.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", default="3000/min"),
+        "user": env.str("THROTTLE_USER", default="12000/min"),
+        "login_failures": env.str("THROTTLE_LOGIN_FAILURES", default="10/min"),
+    },
+    # Addresses of trusted proxies in front (X-Forwarded-For hops to trust); 0 = none.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "COERCE_DECIMAL_TO_STRING": True,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -9,7 +9,7 @@ from rest_framework.routers import SimpleRouter
 
 from stocks.views import StockViewSet
 from transactions.views import TransactionViewSet
-from users.views import ObtainTokenView, UserViewSet
+from users.views import ObtainTokenView, UserViewSet, admin_login
 
 from .health import health
 
@@ -42,6 +42,7 @@ schema_view = get_schema_view(
 )
 
 urlpatterns = [
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     re_path(r"^swagger\.(?P<format>json|yaml)$", schema_view.without_ui(), name="schema"),
     re_path(r"^swagger/?$", schema_view.with_ui("swagger"), name="swagger-ui"),

@@ -1,17 +1,21 @@
 """User endpoints: open registration, staff listing, own-account detail and portfolio."""
 
+from django.contrib import admin
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from stockflow.exceptions import NotFound
+from stockflow.exceptions import NotFound, json_error
 from stockflow.parsers import DecimalJSONParser
 from stockflow.permissions import ensure_owner_or_staff
+from stockflow.throttling import FailedLoginThrottle
 from transactions.selectors import portfolio_for_user
 
 from .models import User
@@ -104,4 +108,25 @@ class ObtainTokenView(ObtainAuthToken):
         security=[],
     )
     def post(self, request, *args, **kwargs):
-        return super().post(request, *args, **kwargs)
+        throttle = FailedLoginThrottle()
+        if throttle.is_blocked(request):
+            raise Throttled(throttle.retry_after())
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            throttle.record_failure(request)
+            raise ValidationError(serializer.errors)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+
+def admin_login(request, extra_context=None):
+    """The admin's login view behind the same failed-login throttle as the token endpoint."""
+    throttle = FailedLoginThrottle()
+    if request.method == "POST" and throttle.is_blocked(request):
+        response = json_error(429, "Too many failed logins; try again later.", "throttled")
+        response["Retry-After"] = str(throttle.retry_after())
+        return response
+    response = admin.site.login(request, extra_context)
+    if request.method == "POST" and not request.user.is_authenticated:
+        throttle.record_failure(request)
+    return response
