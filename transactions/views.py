@@ -44,6 +44,8 @@ def _idempotency_key(request) -> str | None:
 
 def _account(request, user_id: int) -> User:
     ensure_owner_or_staff(request, user_id=user_id)
+    if request.user.pk == user_id:
+        return request.user  # the token lookup already loaded the caller's own row
     user = User.objects.filter(pk=user_id).first()
     if user is None:
         raise NotFound(f"No user with id {user_id}.", "unknown_user")

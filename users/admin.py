@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
+from stockflow.cache import invalidate_on_commit, user_namespace
+
 from .models import User
 
 
@@ -11,9 +13,17 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "email", "balance", "is_staff", "is_active", "created_at")
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("username", "email")
-    readonly_fields = ("created_at", "last_login", "date_joined")
     fieldsets = (*DjangoUserAdmin.fieldsets, ("Trading", {"fields": ("balance", "created_at")}))
     add_fieldsets = (
         *DjangoUserAdmin.add_fieldsets,
         ("Trading", {"fields": ("balance",)}),
     )
+
+    def get_readonly_fields(self, request, obj=None):
+        # After registration only settlement moves cash, or the ledger would not add up.
+        fields = ("created_at", "last_login", "date_joined")
+        return fields if obj is None else (*fields, "balance")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        invalidate_on_commit(user_namespace(obj.username))
