@@ -116,6 +116,9 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 def integration(celery_worker_process, transactional_db, settings):
     """Real broker and Redis cache for this test; tasks go to the worker process."""
     settings.CACHES = settings.INTEGRATION_CACHES
-    celery_app.conf.task_always_eager = False
+    # The namespaced key: Celery resolves `task_always_eager` from CELERY_TASK_ALWAYS_EAGER
+    # (the Django setting) before the plain name, so only this spelling takes effect.
+    celery_app.conf.CELERY_TASK_ALWAYS_EAGER = False
+    assert celery_app.conf.task_always_eager is False
     yield celery_worker_process
-    celery_app.conf.task_always_eager = True
+    celery_app.conf.CELERY_TASK_ALWAYS_EAGER = True
