@@ -47,22 +47,53 @@ def _run(check) -> str:
         return f"unavailable: {type(exc).__name__}"
 
 
-HEALTH_RESPONSE = openapi.Schema(
+HEALTH = openapi.Schema(
+    title="Health",
     type=openapi.TYPE_OBJECT,
     properties={
         "status": openapi.Schema(type=openapi.TYPE_STRING, enum=["ok", "degraded", "down"]),
         "checks": openapi.Schema(
-            type=openapi.TYPE_OBJECT, additional_properties=openapi.Schema(type="string")
+            type=openapi.TYPE_OBJECT,
+            description="Each backing service: `ok...`, or `unavailable: <error>`.",
+            additional_properties=openapi.Schema(type=openapi.TYPE_STRING),
         ),
     },
-    example={"status": "ok", "checks": {"database": "ok", "cache": "ok", "broker": "ok"}},
+    required=["status", "checks"],
 )
 
 
 @swagger_auto_schema(
     method="get",
+    operation_id="health",
     operation_summary="Health",
-    responses={200: HEALTH_RESPONSE, 503: HEALTH_RESPONSE},
+    operation_description="Never authenticated or throttled. `degraded` when the cache or the "
+    "broker is down (the API still answers, more slowly); 503 `down` when the database is.",
+    responses={
+        200: openapi.Response(
+            "Up (`ok`) or `degraded`.",
+            HEALTH,
+            examples={
+                "application/json": {
+                    "status": "ok",
+                    "checks": {"database": "ok", "cache": "ok", "broker": "ok"},
+                }
+            },
+        ),
+        503: openapi.Response(
+            "The database is unreachable.",
+            HEALTH,
+            examples={
+                "application/json": {
+                    "status": "down",
+                    "checks": {
+                        "database": "unavailable: OperationalError",
+                        "cache": "ok",
+                        "broker": "ok",
+                    },
+                }
+            },
+        ),
+    },
     security=[],
 )
 @api_view(["GET"])

@@ -190,10 +190,21 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="stockf
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=50)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Not a CELERY_* name: Celery would read it as a setting of its own.
+VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    # kombu looks for expired unacked messages only every interval x throttle seconds
+    # (10 x 10 by default), so a killed worker's tasks came back up to 100 s after the
+    # timeout. Look every min(timeout, 10) s instead: a cheap ZRANGE per worker. (Options
+    # of kombu >= 5.7; an older kombu ignores them and falls back to the 100 s sweep.)
+    "unacked_restore_interval": max(1, min(VISIBILITY_TIMEOUT, 10)),
+    "unacked_restore_throttle": 1,
     "socket_connect_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=0.5) * 4,
-    "socket_timeout": 5,
+    # A frozen Redis accepts connections but never answers: every read waits this long,
+    # up to three times per publish (reconnects included), inside the submitting request.
+    # It was 5 s (15 s per order); the worker reads BRPOP only once the socket is readable.
+    "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
 }
 # A publish while Redis is down must not hang the request: the sweeper re-enqueues later.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -257,6 +268,9 @@ SWAGGER_SETTINGS = {
     },
     "USE_SESSION_AUTH": False,
     "DEFAULT_INFO": "stockflow.urls.api_info",
+    # Documents what the views really answer: errors, paging, self-describing fields.
+    "DEFAULT_AUTO_SCHEMA_CLASS": "stockflow.schema.AutoSchema",
+    "DEFAULT_GENERATOR_CLASS": "stockflow.schema.SchemaGenerator",
 }
 
 # --- HTTPS (TLS ends at the proxy; all off unless set) ----------------------------------

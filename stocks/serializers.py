@@ -4,23 +4,33 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-from stockflow.fields import TickerField, TimestampField
+from stockflow.fields import DecimalField, TickerField, TimestampField, WholeNumberField
 
-PRICE = {"max_digits": 18, "decimal_places": 4}
+PRICE = {"max_digits": 18, "decimal_places": 4, "help_text": "> 0, at most 4 decimal places."}
+QUOTE_EXAMPLE = {
+    "ticker": "AAPL",
+    "open_price": "189.5000",
+    "close_price": "191.2500",
+    "high": "192.0000",
+    "low": "188.7500",
+    "volume": 53211000,
+    "timestamp": "2025-01-02T21:00:00Z",
+}
 
 
 class QuoteSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
     ticker = TickerField()
-    open_price = serializers.DecimalField(**PRICE)
-    close_price = serializers.DecimalField(**PRICE)
-    high = serializers.DecimalField(**PRICE)
-    low = serializers.DecimalField(**PRICE)
-    volume = serializers.IntegerField(min_value=0, max_value=9_223_372_036_854_775_807)
+    open_price = DecimalField(**PRICE)
+    close_price = DecimalField(**PRICE)
+    high = DecimalField(**PRICE)
+    low = DecimalField(**PRICE)
+    volume = WholeNumberField(min_value=0, max_value=9_223_372_036_854_775_807)
     timestamp = TimestampField(required=False, help_text="Defaults to now.")
 
     class Meta:
         ref_name = "Quote"
+        swagger_schema_fields = {"example": {"id": 1042, **QUOTE_EXAMPLE}}
 
     def validate(self, attrs):
         errors = {}

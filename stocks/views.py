@@ -1,5 +1,6 @@
 """Market data endpoints: ingestion (staff/feed) and public reads."""
 
+from django.conf import settings
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import permissions, status, viewsets
@@ -10,39 +11,21 @@ from rest_framework.response import Response
 from stockflow.exceptions import NotFound
 from stockflow.fields import TickerField
 from stockflow.permissions import IsStaffOrMarketDataFeed
+from stockflow.schema import BODY, COMMON, error_response, errors
 
 from .selectors import latest_quote_cached, latest_quotes_cached, quote_history
 from .serializers import HistoryQuerySerializer, QuoteListSerializer, QuoteSerializer
 from .services import quotes_ingest
 
-QUOTE_EXAMPLE = {
-    "ticker": "AAPL",
-    "open_price": "189.5000",
-    "close_price": "191.2500",
-    "high": "192.0000",
-    "low": "188.7500",
-    "volume": 53211000,
-    "timestamp": "2025-01-02T21:00:00Z",
-}
-INGEST_BODY = openapi.Schema(
-    title="QuoteOrQuotes",
-    description="One quote, or a list of 1 to 1,000 quotes (all stored, or none).",
-    type=openapi.TYPE_OBJECT,
-    properties={
-        "ticker": openapi.Schema(type=openapi.TYPE_STRING, example="AAPL"),
-        "open_price": openapi.Schema(type=openapi.TYPE_STRING, format="decimal", example="189.5"),
-        "close_price": openapi.Schema(type=openapi.TYPE_STRING, format="decimal", example="191.25"),
-        "high": openapi.Schema(type=openapi.TYPE_STRING, format="decimal", example="192"),
-        "low": openapi.Schema(type=openapi.TYPE_STRING, format="decimal", example="188.75"),
-        "volume": openapi.Schema(type=openapi.TYPE_INTEGER, example=53211000),
-        "timestamp": openapi.Schema(
-            type=openapi.TYPE_STRING,
-            example="2025-01-02T21:00:00Z",
-            description="ISO 8601 date/datetime or epoch seconds; defaults to now.",
-        ),
-    },
-    required=["ticker", "open_price", "close_price", "high", "low", "volume"],
-    example=QUOTE_EXAMPLE,
+UNKNOWN_TICKER = error_response(
+    404,
+    "No quotes for this ticker.",
+    {"detail": "No quotes for ticker 'ZZZZ'.", "code": "unknown_ticker"},
+)
+BAD_TICKER = error_response(
+    400,
+    "The ticker, or a query parameter, is malformed.",
+    {"ticker": ["A ticker is 1-10 characters of A-Z, 0-9, '.' and '-'."]},
 )
 
 
@@ -64,9 +47,35 @@ class StockViewSet(viewsets.GenericViewSet):
         return [permissions.AllowAny()]
 
     @swagger_auto_schema(
+        operation_id="stocks_ingest",
         operation_summary="Ingest quotes (staff or feed account)",
-        request_body=INGEST_BODY,
-        responses={201: QuoteSerializer(many=True), 409: "Same ticker and timestamp twice"},
+        operation_description="One quote, or a list of up to "
+        f"{settings.MAX_QUOTES_PER_REQUEST:,} stored all or none; answered in the same form. "
+        "A quote needs prices > 0 with `low <= min(open, close)` and `high >= max(open, close)`; "
+        "`timestamp` defaults to now. The same ticker and timestamp twice is a 409.",
+        request_body=QuoteSerializer,
+        one_or_many=settings.MAX_QUOTES_PER_REQUEST,
+        responses={
+            201: openapi.Response("Stored: the quote, or the list of quotes.", QuoteSerializer),
+            **errors(*BODY, *COMMON),
+            403: error_response(
+                403,
+                "Needs staff or the `stocks.add_stockdata` permission.",
+                {
+                    "detail": "Posting market data needs a staff account or the "
+                    "stocks.add_stockdata permission.",
+                    "code": "permission_denied",
+                },
+            ),
+            409: error_response(
+                409,
+                "A quote for this ticker and timestamp is already stored, or sent twice.",
+                {
+                    "detail": "A quote for the same ticker and timestamp already exists.",
+                    "code": "duplicate_quote",
+                },
+            ),
+        },
     )
     def create(self, request):
         many = isinstance(request.data, list)
@@ -79,16 +88,27 @@ class StockViewSet(viewsets.GenericViewSet):
         return Response(data if many else data[0], status=status.HTTP_201_CREATED)
 
     @swagger_auto_schema(
+        operation_id="stocks_list",
         operation_summary="Latest quote of every ticker",
-        responses={200: QuoteSerializer(many=True)},
+        operation_description="Sorted by ticker; not paginated.",
+        responses={
+            200: openapi.Response("Latest quotes.", QuoteSerializer(many=True)),
+            **errors(*COMMON),
+        },
         security=[],
     )
     def list(self, request):
         return Response(QuoteSerializer(latest_quotes_cached(), many=True).data)
 
     @swagger_auto_schema(
+        operation_id="stocks_read",
         operation_summary="Latest quote of one ticker",
-        responses={200: QuoteSerializer, 404: "No quotes for this ticker"},
+        responses={
+            200: openapi.Response("The latest quote.", QuoteSerializer),
+            400: BAD_TICKER,
+            404: UNKNOWN_TICKER,
+            **errors(*COMMON),
+        },
         security=[],
     )
     def retrieve(self, request, ticker=None):
@@ -99,11 +119,18 @@ class StockViewSet(viewsets.GenericViewSet):
         return Response(QuoteSerializer(quote).data)
 
     @swagger_auto_schema(
+        operation_id="stocks_history",
         operation_summary="Quote history, oldest first",
         operation_description="`start`/`end` are inclusive: ISO 8601 date or datetime, or epoch "
         "seconds (a bare `end` date covers that whole day). Paginated with `limit`/`offset`.",
         query_serializer=HistoryQuerySerializer,
-        responses={200: QuoteSerializer(many=True), 404: "No quotes for this ticker"},
+        paginated=True,
+        responses={
+            200: openapi.Response("A page of quotes.", QuoteSerializer(many=True)),
+            400: BAD_TICKER,
+            404: UNKNOWN_TICKER,
+            **errors(*COMMON),
+        },
         security=[],
     )
     @action(detail=True, methods=["get"])

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from stockflow.fields import TickerField, TimestampField
+from stockflow.fields import JSON_WHITESPACE, WS, TickerField, TimestampField, WholeNumberField
 
 from .models import Transaction, TransactionType
 
@@ -17,21 +17,33 @@ class TransactionTypeField(serializers.ChoiceField):
 
     def to_internal_value(self, data):
         if isinstance(data, str):
-            data = data.strip().upper()
+            data = data.strip(JSON_WHITESPACE)
+            # Only ASCII is folded: "\u017fell" (a long s) would upper-case to "SELL".
+            data = data.upper() if data.isascii() else data
         return super().to_internal_value(data)
+
+    def openapi_schema(self, *, in_body: bool) -> dict:
+        return {
+            "type": "string",
+            "pattern": f"^{WS}([Bb][Uu][Yy]|[Ss][Ee][Ll][Ll]){WS}$",
+            "example": "buy",
+        }
 
 
 class TransactionSubmitSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(
+    user_id = WholeNumberField(
         required=False, min_value=1, help_text="Defaults to the caller's own account."
     )
-    user = serializers.IntegerField(required=False, min_value=1, help_text="Synonym of user_id.")
+    user = WholeNumberField(required=False, min_value=1, help_text="Synonym of user_id.")
     ticker = TickerField()
     transaction_type = TransactionTypeField(help_text="buy or sell, any case")
-    transaction_volume = serializers.IntegerField(min_value=1, max_value=MAX_VOLUME)
+    transaction_volume = WholeNumberField(min_value=1, max_value=MAX_VOLUME)
 
     class Meta:
         ref_name = "TransactionSubmit"
+        swagger_schema_fields = {
+            "example": {"ticker": "AAPL", "transaction_type": "buy", "transaction_volume": 10}
+        }
 
     def validate(self, attrs):
         user_id, synonym = attrs.pop("user_id", None), attrs.pop("user", None)
@@ -47,6 +59,21 @@ class TransactionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Transaction
         ref_name = "Transaction"
+        swagger_schema_fields = {
+            "example": {
+                "id": 311,
+                "user_id": 7,
+                "ticker": "AAPL",
+                "transaction_type": "BUY",
+                "transaction_volume": 10,
+                "unit_price": "191.2500",
+                "transaction_price": "1912.50",
+                "status": "pending",
+                "failure_reason": None,
+                "timestamp": "2025-01-02T21:00:05Z",
+                "settled_at": None,
+            }
+        }
         fields = [
             "id",
             "user_id",

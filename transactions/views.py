@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from stockflow.exceptions import ApplicationError, NotFound
 from stockflow.permissions import ensure_owner_or_staff
+from stockflow.schema import ACCOUNT, BODY, error_response, errors
 from users.models import User
 
 from .models import Transaction
@@ -26,11 +27,38 @@ IDEMPOTENCY_HEADER = openapi.Parameter(
     "Idempotency-Key",
     openapi.IN_HEADER,
     "Makes retries safe: the same key from the same user within 24 hours returns the "
-    "transaction it first created (200) and creates nothing. 1-64 printable characters.",
+    "transaction it first created (200) and creates nothing. 1-64 printable ASCII characters.",
     type=openapi.TYPE_STRING,
+    pattern=rf"^{IDEMPOTENCY_KEY.pattern}$",
     required=False,
+    **{"x-example": "order-2025-01-02-0001"},
 )
-PATH_TIMESTAMP = "ISO 8601 date or datetime, or Unix epoch seconds (inclusive)"
+NOT_YOURS = error_response(
+    403,
+    "Another user's account (staff may act on any).",
+    {"detail": "You may only access your own account.", "code": "permission_denied"},
+)
+UNKNOWN_USER = error_response(
+    404, "No such user.", {"detail": "No user with id 999.", "code": "unknown_user"}
+)
+LISTED = {
+    "paginated": True,
+    "responses": {
+        200: openapi.Response("A page of transactions.", TransactionSerializer(many=True)),
+        **errors(400, *ACCOUNT),
+        403: NOT_YOURS,
+        404: UNKNOWN_USER,
+    },
+}
+ONE = {
+    **errors(*ACCOUNT),
+    403: NOT_YOURS,
+    404: error_response(
+        404,
+        "No such user, or no such transaction of this user.",
+        {"detail": "No transaction 311 for user 7.", "code": "unknown_transaction"},
+    ),
+}
 
 
 def _idempotency_key(request) -> str | None:
@@ -60,15 +88,22 @@ class TransactionViewSet(viewsets.GenericViewSet):
     lookup_value_regex = r"[0-9]{1,18}"
 
     @swagger_auto_schema(
+        operation_id="transactions_submit",
         operation_summary="Submit a market order",
         operation_description="Priced now from the ticker's latest close, stored `pending`, and "
         "settled asynchronously by a worker. Omit `user_id` to trade on your own account.",
         request_body=TransactionSubmitSerializer,
         manual_parameters=[IDEMPOTENCY_HEADER],
         responses={
-            201: TransactionSerializer,
+            201: openapi.Response("Submitted, `pending`.", TransactionSerializer),
             200: openapi.Response("Replay of an Idempotency-Key", TransactionSerializer),
-            404: "Unknown user or ticker",
+            **errors(*BODY, *ACCOUNT),
+            403: NOT_YOURS,
+            404: error_response(
+                404,
+                "Unknown user or ticker.",
+                {"detail": "No quotes for ticker 'ZZZZ'.", "code": "unknown_ticker"},
+            ),
         },
     )
     def create(self, request):
@@ -99,20 +134,23 @@ class TransactionViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(TransactionSerializer(page, many=True).data)
 
     @swagger_auto_schema(
+        operation_id="transactions_list",
         operation_summary="A user's transactions, newest first",
+        operation_description="`start_timestamp`/`end_timestamp` filter by submission time, both "
+        "inclusive (a bare end date covers that whole day). Paginated with `limit`/`offset`.",
         query_serializer=TransactionFilterSerializer,
-        responses={200: TransactionSerializer(many=True)},
+        **LISTED,
     )
     def retrieve(self, request, user_id=None):
         return self._list(request, user_id, request.query_params)
 
     @swagger_auto_schema(
+        operation_id="transactions_between",
         operation_summary="A user's transactions between two timestamps (path form)",
-        manual_parameters=[
-            openapi.Parameter("start_timestamp", openapi.IN_PATH, PATH_TIMESTAMP, type="string"),
-            openapi.Parameter("end_timestamp", openapi.IN_PATH, PATH_TIMESTAMP, type="string"),
-        ],
-        responses={200: TransactionSerializer(many=True)},
+        operation_description="The same as `?start_timestamp=&end_timestamp=`, in the path. "
+        "Paginated with `limit`/`offset`.",
+        tags=["transactions"],
+        **LISTED,
     )
     @action(
         detail=True,
@@ -134,12 +172,31 @@ class TransactionViewSet(viewsets.GenericViewSet):
         return txn
 
     @swagger_auto_schema(
-        method="get", operation_summary="One transaction", responses={200: TransactionSerializer}
+        method="get",
+        operation_id="transactions_read",
+        operation_summary="One transaction",
+        operation_description="One transaction of this user.",
+        responses={200: openapi.Response("The transaction.", TransactionSerializer), **ONE},
     )
     @swagger_auto_schema(
         method="delete",
+        operation_id="transactions_cancel",
         operation_summary="Cancel a pending transaction",
-        responses={200: TransactionSerializer, 409: "Already settled"},
+        operation_description="Answers 200 with the transaction, now `cancelled`. A transaction "
+        "that is no longer pending (settled or cancelled already) is a 409.",
+        responses={
+            200: openapi.Response("Cancelled.", TransactionSerializer),
+            **ONE,
+            409: error_response(
+                409,
+                "No longer pending.",
+                {
+                    "detail": "Transaction 311 is already completed; only pending transactions "
+                    "can be cancelled.",
+                    "code": "not_pending",
+                },
+            ),
+        },
     )
     @action(
         detail=True,

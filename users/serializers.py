@@ -3,18 +3,32 @@
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
+from stockflow.fields import DecimalField, StrictCharField
 from stockflow.money import MAX_OPENING_BALANCE
 
 
 class UserCreateSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
-    balance = serializers.DecimalField(max_digits=15, decimal_places=2, min_value=0)
-    password = serializers.CharField(
-        write_only=True, required=False, max_length=128, style={"input_type": "password"}
+    username = StrictCharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    balance = DecimalField(
+        max_digits=15,
+        decimal_places=2,
+        min_value=0,
+        help_text="Opening cash balance: >= 0 and below 1,000,000,000,000, at most 2 places.",
+    )
+    # Taken as typed: a password is never trimmed, or "  secret" could not log in again.
+    password = StrictCharField(
+        write_only=True,
+        required=False,
+        max_length=128,
+        style={"input_type": "password"},
+        help_text="Optional; needed only for POST /auth/token/. Django's password rules apply.",
     )
 
     class Meta:
         ref_name = "UserCreate"
+        swagger_schema_fields = {
+            "example": {"username": "alice", "balance": "10000.00", "password": "correct-horse-42"}
+        }
 
     def validate_balance(self, value):
         if value >= MAX_OPENING_BALANCE:
@@ -30,6 +44,14 @@ class UserSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "User"
+        swagger_schema_fields = {
+            "example": {
+                "id": 7,
+                "username": "alice",
+                "balance": "10000.00",
+                "created_at": "2025-01-02T21:00:00Z",
+            }
+        }
 
 
 class UserCreatedSerializer(UserSerializer):
@@ -37,6 +59,15 @@ class UserCreatedSerializer(UserSerializer):
 
     class Meta:
         ref_name = "UserCreated"
+        swagger_schema_fields = {
+            "example": {
+                "id": 7,
+                "username": "alice",
+                "balance": "10000.00",
+                "created_at": "2025-01-02T21:00:00Z",
+                "token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b",
+            }
+        }
 
 
 class PositionSerializer(serializers.Serializer):
@@ -59,3 +90,20 @@ class PortfolioSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "Portfolio"
+        swagger_schema_fields = {
+            "example": {
+                "username": "alice",
+                "cash": "8087.50",
+                "positions": [
+                    {
+                        "ticker": "AAPL",
+                        "quantity": 10,
+                        "average_cost": "191.2500",
+                        "last_price": "195.0000",
+                        "market_value": "1950.00",
+                        "unrealized_pnl": "37.50",
+                    }
+                ],
+                "equity": "10037.50",
+            }
+        }

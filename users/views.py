@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from stockflow.exceptions import NotFound, json_error
 from stockflow.parsers import DecimalJSONParser
 from stockflow.permissions import ensure_owner_or_staff
+from stockflow.schema import ACCOUNT, BODY, COMMON, error_response, errors
 from stockflow.throttling import FailedLoginThrottle
 from transactions.selectors import portfolio_for_user
 
@@ -29,6 +30,13 @@ from .serializers import (
 from .services import user_register
 
 USERNAME_REGEX = r"[^/\x00]+"  # NUL never reaches the database (PostgreSQL refuses it)
+STAFF_ONLY = {
+    "detail": "You do not have permission to perform this action.",
+    "code": "permission_denied",
+}
+UNKNOWN_USER = error_response(
+    404, "No such user.", {"detail": "No user 'bob'.", "code": "unknown_user"}
+)
 
 
 class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -45,11 +53,20 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return [permissions.IsAuthenticated()]
 
     @swagger_auto_schema(
+        operation_id="users_register",
         operation_summary="Register",
         operation_description="Open registration. Returns the new user's API token once; "
         "`password` is optional (needed only for `POST /auth/token/`). Duplicate username: 409.",
         request_body=UserCreateSerializer,
-        responses={201: UserCreatedSerializer},
+        responses={
+            201: openapi.Response("Registered; `token` is shown only now.", UserCreatedSerializer),
+            **errors(*BODY, *COMMON),
+            409: error_response(
+                409,
+                "The username is taken.",
+                {"detail": "Username 'alice' is already taken.", "code": "duplicate_username"},
+            ),
+        },
         security=[],
     )
     def create(self, request):
@@ -58,12 +75,28 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         user = user_register(**serializer.validated_data)
         return Response(UserCreatedSerializer(user).data, status=status.HTTP_201_CREATED)
 
-    @swagger_auto_schema(operation_summary="List users (staff)")
+    @swagger_auto_schema(
+        operation_id="users_list",
+        operation_summary="List users (staff)",
+        operation_description="Oldest account first. Paginated with `limit`/`offset`.",
+        paginated=True,
+        responses={
+            200: openapi.Response("A page of accounts.", UserSerializer(many=True)),
+            **errors(400, *COMMON),
+            403: error_response(403, "Staff only.", STAFF_ONLY),
+        },
+    )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
     @swagger_auto_schema(
-        operation_summary="Account detail (owner or staff)", responses={200: UserSerializer}
+        operation_id="users_read",
+        operation_summary="Account detail (owner or staff)",
+        responses={
+            200: openapi.Response("The account.", UserSerializer),
+            **errors(*ACCOUNT),
+            404: UNKNOWN_USER,
+        },
     )
     def retrieve(self, request, username=None):
         ensure_owner_or_staff(request, username=username)
@@ -73,10 +106,15 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(UserSerializer(detail).data)
 
     @swagger_auto_schema(
+        operation_id="users_portfolio",
         operation_summary="Portfolio (owner or staff)",
         operation_description="Cash, open positions valued at each ticker's latest close, and "
-        "equity = cash + market value.",
-        responses={200: PortfolioSerializer},
+        "equity = cash + market value. A position whose ticker has no quote has null values.",
+        responses={
+            200: openapi.Response("The portfolio.", PortfolioSerializer),
+            **errors(*ACCOUNT),
+            404: UNKNOWN_USER,
+        },
     )
     @action(detail=True, methods=["get"])
     def portfolio(self, request, username=None):
@@ -91,8 +129,10 @@ TOKEN_RESPONSE = openapi.Schema(
     title="Token",
     type=openapi.TYPE_OBJECT,
     properties={"token": openapi.Schema(type=openapi.TYPE_STRING)},
+    required=["token"],
     example={"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"},
 )
+LOGIN_REFUSED = {"non_field_errors": ["Unable to log in with provided credentials."]}
 
 
 class ObtainTokenView(ObtainAuthToken):
@@ -101,10 +141,25 @@ class ObtainTokenView(ObtainAuthToken):
     parser_classes = [DecimalJSONParser, FormParser, MultiPartParser]
 
     @swagger_auto_schema(
+        operation_id="auth_token",
         operation_summary="Obtain the API token",
-        operation_description="For users who registered with a password.",
+        operation_description="For users who registered with a password. Failed logins are "
+        "counted per client address; past the limit (10 a minute by default) the answer is 429 "
+        "with `Retry-After` until the oldest failure leaves the window.",
         request_body=AuthTokenSerializer,
-        responses={200: TOKEN_RESPONSE, 400: "Unable to log in with provided credentials."},
+        responses={
+            200: openapi.Response("The token.", TOKEN_RESPONSE),
+            **errors(*BODY, *COMMON),
+            400: error_response(400, "Wrong username or password, or malformed.", LOGIN_REFUSED),
+            429: error_response(
+                429,
+                "Too many failed logins from this address; retry after `Retry-After` seconds.",
+                {
+                    "detail": "Request was throttled. Expected available in 60 seconds.",
+                    "code": "throttled",
+                },
+            ),
+        },
         security=[],
     )
     def post(self, request, *args, **kwargs):

@@ -4,7 +4,9 @@ import json
 from decimal import Decimal
 
 import pytest
+from swagger_spec_validator.validator20 import validate_spec
 
+from stockflow.pagination import LimitOffsetPagination
 from stocks.models import StockData
 from transactions.models import Transaction
 from transactions.tests.factories import TransactionFactory
@@ -520,6 +522,11 @@ def test_a_body_that_is_not_an_object_names_what_it_got(user_client, quote, body
         ("/transactions/{user_id}/", "start_timestamp=NaN"),
         ("/transactions/{user_id}/", "end_timestamp=0001-01-01T00:00:00%2B01:00"),
         ("/transactions/{user_id}/", "start_timestamp=%ED%A0%80"),
+        # Arabic-Indic digits: 1735689600 to float(), yet no timestamp.
+        (
+            "/stocks/AAPL/history/",
+            "start=%D9%A1%D9%A7%D9%A3%D9%A5%D9%A6%D9%A8%D9%A9%D9%A6%D9%A0%D9%A0",
+        ),
     ],
 )
 def test_bad_query_values_are_json_400s(user_client, user, quote, path, query):
@@ -604,6 +611,130 @@ def test_the_schema_documents_the_root_routes_with_token_auth(api_client):
     assert schema["security"] == [{"Token": []}]
     assert schema["info"]["title"] == "StockFlow API"
     assert set(schema["paths"]["/transactions/{user_id}/{transaction_id}/"]) >= {"get", "delete"}
+
+
+# What each operation documents; stockflow/tests/test_schemathesis.py checks that it is true.
+DOCUMENTED_STATUSES = {
+    ("POST", "/auth/token/"): "200 400 401 413 415 429 503",
+    ("GET", "/health/"): "200 503",
+    ("GET", "/stocks/"): "200 401 429 503",
+    ("POST", "/stocks/"): "201 400 401 403 409 413 415 429 503",
+    ("GET", "/stocks/{ticker}/"): "200 400 401 404 429 503",
+    ("GET", "/stocks/{ticker}/history/"): "200 400 401 404 429 503",
+    ("POST", "/transactions/"): "200 201 400 401 403 404 413 415 429 503",
+    ("GET", "/transactions/{user_id}/"): "200 400 401 403 404 429 503",
+    ("GET", "/transactions/{user_id}/{start_timestamp}/{end_timestamp}/"): (
+        "200 400 401 403 404 429 503"
+    ),
+    ("GET", "/transactions/{user_id}/{transaction_id}/"): "200 401 403 404 429 503",
+    ("DELETE", "/transactions/{user_id}/{transaction_id}/"): "200 401 403 404 409 429 503",
+    ("GET", "/users/"): "200 400 401 403 429 503",
+    ("POST", "/users/"): "201 400 401 409 413 415 429 503",
+    ("GET", "/users/{username}/"): "200 401 403 404 429 503",
+    ("GET", "/users/{username}/portfolio/"): "200 401 403 404 429 503",
+}
+PAGED = ["/users/", "/stocks/AAPL/history/", "/transactions/{user_id}/"]
+
+
+def operations(schema: dict) -> dict:
+    return {
+        (method.upper(), path): operation
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+    }
+
+
+@pytest.mark.django_db
+def test_the_schema_is_valid_swagger_2_with_one_id_per_operation(api_client):
+    schema = api_client.get("/swagger.json").json()
+
+    validate_spec(schema)
+    ids = [operation["operationId"] for operation in operations(schema).values()]
+    assert len(ids) == len(set(ids)) == 15
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_every_status_an_operation_answers(api_client):
+    schema = api_client.get("/swagger.json").json()
+
+    documented = {
+        key: " ".join(sorted(operation["responses"]))
+        for key, operation in operations(schema).items()
+    }
+    assert documented == DOCUMENTED_STATUSES
+    errors = [
+        response
+        for key, operation in operations(schema).items()
+        if key != ("GET", "/health/")
+        for status, response in operation["responses"].items()
+        if int(status) >= 400
+    ]
+    for response in errors:
+        assert response["schema"]["$ref"] in {
+            "#/definitions/Error",
+            "#/definitions/ValidationError",
+        }
+        assert response["examples"]["application/json"]
+
+
+@pytest.mark.django_db
+def test_the_schema_states_paging_and_one_or_many_quotes(api_client):
+    ops = operations(api_client.get("/swagger.json").json())
+
+    for path in ("/users/", "/stocks/{ticker}/history/", "/transactions/{user_id}/"):
+        page = ops[("GET", path)]["responses"]["200"]["schema"]
+        assert set(page["properties"]) == {"count", "next", "previous", "results"}, path
+        assert {p["name"] for p in ops[("GET", path)]["parameters"]} >= {"limit", "offset"}
+    assert ops[("GET", "/stocks/")]["parameters"] == []  # not paged
+    for schema in (
+        ops[("POST", "/stocks/")]["parameters"][0]["schema"],
+        ops[("POST", "/stocks/")]["responses"]["201"]["schema"],
+    ):
+        assert "type" not in schema  # an object or a list of them
+        assert schema["items"] == {"$ref": "#/definitions/Quote"}
+        assert (schema["minItems"], schema["maxItems"]) == (1, 1000)
+        assert set(schema["required"]) >= {"ticker", "open_price", "volume"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", PAGED)
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        ("limit=abc", {"limit": ["Enter a whole number >= 1."]}),
+        ("limit=0", {"limit": ["Enter a whole number >= 1."]}),
+        ("limit=1.5", {"limit": ["Enter a whole number >= 1."]}),
+        ("limit=%D9%A3", {"limit": ["Enter a whole number >= 1."]}),  # an Arabic-Indic 3
+        ("offset=-1", {"offset": ["Enter a whole number >= 0."]}),
+        ("offset=1e3", {"offset": ["Enter a whole number >= 0."]}),
+        ("offset=" + "9" * 19, {"offset": ["Enter a whole number >= 0."]}),
+    ],
+)
+def test_a_malformed_page_parameter_is_a_400_not_the_default(
+    staff_client, user, market, path, query, errors
+):
+    response = staff_client.get(f"{path.format(user_id=user.pk)}?{query}")
+
+    assert response.status_code == 400
+    assert response.json() == errors
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", PAGED)
+def test_empty_page_parameters_are_the_defaults_and_a_big_limit_is_capped(
+    staff_client, user, market, monkeypatch, path
+):
+    monkeypatch.setattr(LimitOffsetPagination, "max_limit", 1)
+    path = path.format(user_id=user.pk)
+
+    plain = staff_client.get(path)
+    empty = staff_client.get(f"{path}?limit=&offset=")
+    big = staff_client.get(f"{path}?limit=999999999999999999")
+
+    assert plain.status_code == empty.status_code == big.status_code == 200
+    assert empty.json() == plain.json()
+    assert big.json()["results"] == plain.json()["results"][:1]
 
 
 @pytest.mark.django_db

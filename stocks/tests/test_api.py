@@ -228,6 +228,15 @@ def test_an_empty_batch_is_refused(staff_client):
         ({"timestamp": "2025-02-30"}, {"timestamp": [TIMESTAMP_ERROR]}),
         ({"timestamp": "2025-01-02T25:00:00Z"}, {"timestamp": [TIMESTAMP_ERROR]}),
         ({"timestamp": True}, {"timestamp": [TIMESTAMP_ERROR]}),
+        # Each of these used to be read as something else: 7203 as "7203", "\u0665" as 5,
+        # "1_000" as 1000 and Arabic-Indic epoch seconds as 2025-01-01.
+        ({"ticker": 7203}, {"ticker": ["Not a valid string."]}),
+        ({"volume": "\u0665"}, {"volume": ["A valid integer is required."]}),
+        ({"open_price": "1_000"}, {"open_price": ["A valid number is required."]}),
+        (
+            {"timestamp": "\u0661\u0667\u0663\u0665\u0666\u0668\u0669\u0666\u0660\u0660"},
+            {"timestamp": [TIMESTAMP_ERROR]},
+        ),
     ],
 )
 def test_an_invalid_quote_is_refused(staff_client, overrides, errors):

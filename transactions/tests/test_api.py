@@ -216,6 +216,8 @@ def test_the_transaction_type_is_buy_or_sell_in_any_case(user_client, quote, giv
         ("", ['"" is not a valid choice.']),
         (1, ['"1" is not a valid choice.']),
         (None, ["This field may not be null."]),
+        # A long s upper-cases to "S": "\u017fell".upper() == "SELL" was taken as a sell.
+        ("\u017fell", ['"\u017fell" is not a valid choice.']),
     ],
 )
 def test_any_other_transaction_type_is_refused(user_client, quote, given, messages):
@@ -240,6 +242,12 @@ def test_any_other_transaction_type_is_refused(user_client, quote, given, messag
         (None, ["This field may not be null."]),
         (1_000_000_001, ["Ensure this value is less than or equal to 1000000000."]),
         (10**30, ["Ensure this value is less than or equal to 1000000000."]),
+        # int() reads all of these; the API takes an integer or a string of ASCII digits.
+        ("\u0663", ["A valid integer is required."]),  # an Arabic-Indic 3
+        ("1_0", ["A valid integer is required."]),
+        (" 2", ["A valid integer is required."]),
+        ("2.0", ["A valid integer is required."]),
+        (Decimal("2.0"), ["A valid integer is required."]),
     ],
 )
 def test_a_bad_transaction_volume_is_refused(user_client, quote, volume, messages):
@@ -376,13 +384,13 @@ def test_a_user_lists_their_transactions_newest_first(user_client, user):
 
 
 @pytest.mark.django_db
-def test_a_page_of_transactions_takes_four_queries_however_long_the_history(
+def test_a_page_of_transactions_takes_three_queries_however_long_the_history(
     user_client, user, django_assert_num_queries
 ):
     TransactionFactory.create_batch(30, user=user)
 
-    # token, account, count, page
-    with django_assert_num_queries(4):
+    # token (with its user, who is the account), count, page
+    with django_assert_num_queries(3):
         response = user_client.get(f"/transactions/{user.pk}/")
 
     assert response.json()["count"] == 30

@@ -102,6 +102,10 @@ def test_registration_accepts_the_balance_as_a_number_or_a_string(api_client, ba
         (True, ["A valid number is required."]),
         (None, ["This field may not be null."]),
         ("1e30", ["Ensure that there are no more than 15 digits in total."]),
+        # Decimal() reads both: underscores and Arabic-Indic digits are not money input.
+        ("1_000", ["A valid number is required."]),
+        ("\u0661\u0662", ["A valid number is required."]),
+        ([], ["A valid number is required."]),
     ],
 )
 def test_registration_rejects_a_bad_balance(api_client, balance, messages):
@@ -126,7 +130,10 @@ def test_registration_requires_username_and_balance(api_client):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "username",
-    ["", "has space", "semi;colon", "x' OR '1'='1", "slash/name", "a" * 151, "💥"],
+    [
+        *("", "has space", "semi;colon", "x' OR '1'='1", "slash/name", "a" * 151, "💥"),
+        *(" alice", "alice\n", 12345, True, ["alice"]),  # only a JSON string, as sent
+    ],
 )
 def test_registration_rejects_a_bad_username(api_client, username):
     response = api_client.post("/users/", {"username": username, "balance": "1"})
@@ -164,6 +171,21 @@ def test_a_user_who_set_a_password_can_obtain_the_token(api_client):
     assert response.status_code == 200
     assert response.json() == {"token": registered["token"]}
     assert "password" not in registered
+
+
+@pytest.mark.django_db
+def test_a_password_is_kept_as_typed_spaces_and_all(api_client):
+    password = "  correct horse battery  "
+    registered = api_client.post(
+        "/users/", {"username": "alice", "balance": "1", "password": password}
+    ).json()
+
+    exact = api_client.post("/auth/token/", {"username": "alice", "password": password})
+    trimmed = api_client.post("/auth/token/", {"username": "alice", "password": password.strip()})
+
+    assert exact.status_code == 200
+    assert exact.json() == {"token": registered["token"]}
+    assert trimmed.status_code == 400
 
 
 @pytest.mark.django_db
