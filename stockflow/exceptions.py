@@ -8,7 +8,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, IntegrityError, OperationalError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.serializers import as_serializer_error
@@ -66,7 +66,9 @@ def exception_handler(exc, context):
     elif isinstance(exc, IntegrityError):
         logger.info("integrity error mapped to 409: %s", exc)
         exc = Conflict("The request conflicts with stored data.", "integrity_error")
-    elif isinstance(exc, (OperationalError, DatabaseError)):
+    elif isinstance(exc, DataError):  # a value the database cannot hold: the input's fault
+        exc = ApplicationError("A value is out of range for storage.", "data_error")
+    elif isinstance(exc, (OperationalError, InterfaceError)):  # unreachable, not wrong
         logger.exception("database unavailable")
         exc = ServiceUnavailable("The database is unavailable. Try again shortly.", "database_down")
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ParseError
 from rest_framework.exceptions import ValidationError as DRFValidationError
@@ -354,3 +355,22 @@ def test_the_exception_handler_answers_a_django_validation_error_with_a_400():
 
     assert response.status_code == 400
     assert response.data == {"password": ["This password is too common."]}
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (DataError("numeric field overflow"), 400, "data_error"),
+        (OperationalError("server closed the connection"), 503, "database_down"),
+        (InterfaceError("connection already closed"), 503, "database_down"),
+        (IntegrityError("duplicate key"), 409, "integrity_error"),
+    ],
+)
+def test_database_errors_map_to_the_status_that_names_whose_fault_it_is(error, status, code):
+    response = exception_handler(error, {})
+
+    assert (response.status_code, response.data["code"]) == (status, code)
+
+
+def test_an_unexpected_database_error_stays_a_500_bug():
+    assert exception_handler(ProgrammingError("no such column"), {}) is None
