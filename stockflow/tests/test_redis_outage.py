@@ -1,4 +1,4 @@
-"""A Redis outage degrades cached reads to the database instead of failing them."""
+"""Outages: a dead Redis degrades cached reads to the database; a dead database is a 503."""
 
 import shutil
 import socket
@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 import redis
+from django.db import OperationalError, connection
 
 from conftest import client_for
 from stockflow.settings import redis_cache_config
@@ -81,3 +82,17 @@ def test_reads_fall_back_to_the_database_when_redis_dies(own_redis, settings):
     assert health.json()["status"] == "degraded"
     assert health.json()["checks"]["cache"] == "unavailable"
     assert elapsed < 3  # short socket timeouts: a dead Redis costs milliseconds, not hangs
+
+
+@pytest.mark.django_db
+def test_health_answers_503_down_when_the_database_is_unreachable(api_client, monkeypatch):
+    def refuse():
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+
+    response = api_client.get("/health/")
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "down"
+    assert response.json()["checks"]["database"] == "unavailable: OperationalError"
