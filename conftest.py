@@ -1,6 +1,7 @@
 """Shared fixtures: API clients, factories, and the real-services integration harness."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
@@ -122,3 +124,27 @@ def integration(celery_worker_process, transactional_db, settings):
     assert celery_app.conf.task_always_eager is False
     yield celery_worker_process
     celery_app.conf.CELERY_TASK_ALWAYS_EAGER = True
+    # The flush after a transactional test TRUNCATEs every table: a settlement still
+    # running in the worker would deadlock with it, so let the worker go idle first.
+    wait_until_worker_idle(celery_worker_process)
+
+
+TASK_RECEIVED = re.compile(r"\] received$", re.M)
+TASK_FINISHED = re.compile(r"\] (succeeded in|raised|retry:|ignored)", re.M)
+WORKER_IDLE_TIMEOUT = 60
+
+
+def wait_until_worker_idle(worker) -> None:
+    """Wait until this run's queue is empty and every task the worker received finished."""
+    broker = redis.Redis.from_url(settings.TEST_REDIS_URL)
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    deadline = time.monotonic() + WORKER_IDLE_TIMEOUT
+    quiet_polls = 0
+    while quiet_polls < 3:  # idle three polls in a row: nothing was in flight between them
+        log = worker.log_path.read_text()
+        queued = sum(broker.llen(key) for key in broker.scan_iter(match=f"{queue}*"))
+        idle = not queued and len(TASK_RECEIVED.findall(log)) <= len(TASK_FINISHED.findall(log))
+        quiet_polls = quiet_polls + 1 if idle else 0
+        if time.monotonic() > deadline:
+            pytest.fail(f"the worker did not go idle in {WORKER_IDLE_TIMEOUT}s")
+        time.sleep(0.1)
