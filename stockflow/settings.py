@@ -246,9 +246,10 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env.str("THROTTLE_ANON", default="3000/min"),
-        "user": env.str("THROTTLE_USER", default="12000/min"),
-        "login_failures": env.str("THROTTLE_LOGIN_FAILURES", default="10/min"),
+        # An empty value switches that throttle off (DRF: a rate of None).
+        "anon": env.str("THROTTLE_ANON", default="3000/min") or None,
+        "user": env.str("THROTTLE_USER", default="12000/min") or None,
+        "login_failures": env.str("THROTTLE_LOGIN_FAILURES", default="10/min") or None,
     },
     # Addresses of trusted proxies in front (X-Forwarded-For hops to trust); 0 = none.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),

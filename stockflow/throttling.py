@@ -17,6 +17,8 @@ class FailedLoginThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
     def is_blocked(self, request) -> bool:
+        if self.rate is None:  # switched off in settings
+            return False
         self.key = self.get_cache_key(request)
         self.history = self.cache.get(self.key, []) or []
         self.now = self.timer()
@@ -25,6 +27,8 @@ class FailedLoginThrottle(SimpleRateThrottle):
         return len(self.history) >= self.num_requests
 
     def record_failure(self, request) -> None:
+        if self.rate is None:
+            return
         self.is_blocked(request)
         self.throttle_success()
 

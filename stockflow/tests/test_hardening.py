@@ -163,3 +163,29 @@ def test_the_real_system_refuses_to_start_without_a_secret_key():
 
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.django_db
+def test_an_empty_rate_switches_the_throttles_off(api_client, rates):
+    rates(anon=None, login_failures=None)
+    UserFactory(username="guessed", password="right-password-123")
+
+    reads = [api_client.get("/stocks/").status_code for _ in range(5)]
+    logins = [api_client.post("/auth/token/", LOGIN).status_code for _ in range(12)]
+
+    assert reads == [200] * 5
+    assert logins == [400] * 12
+
+
+def test_an_empty_throttle_variable_means_no_throttle():
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.conf import settings as s; print(s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'])",
+        THROTTLE_ANON="",
+        THROTTLE_USER="",
+        THROTTLE_LOGIN_FAILURES="",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "{'anon': None, 'user': None, 'login_failures': None}" in result.stdout
