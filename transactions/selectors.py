@@ -2,11 +2,11 @@
 
 from datetime import datetime
 
-from stockflow.money import ZERO, quantize_cash
 from stocks.selectors import latest_closes
 from users.models import User
 
 from .models import Position, Transaction
+from .services import portfolio_value
 
 
 def transactions_for_user(*, user_id: int, start: datetime | None, end: datetime | None):
@@ -20,29 +20,10 @@ def transactions_for_user(*, user_id: int, start: datetime | None, end: datetime
 
 
 def portfolio_for_user(*, user: User) -> dict:
-    """Cash, open positions valued at the latest close, and equity (cash + market value)."""
+    """The user's open positions and their latest closes, valued by the money rules."""
     positions = list(Position.objects.filter(user=user, quantity__gt=0).order_by("ticker"))
     closes = latest_closes(tickers=[p.ticker for p in positions])
-    rows = []
-    market_total = ZERO
-    for position in positions:
-        last_price = closes.get(position.ticker)  # None only if an operator deleted its quotes
-        cost = quantize_cash(position.average_cost * position.quantity)
-        market_value = quantize_cash(last_price * position.quantity) if last_price else None
-        market_total += market_value or ZERO
-        rows.append(
-            {
-                "ticker": position.ticker,
-                "quantity": position.quantity,
-                "average_cost": position.average_cost,
-                "last_price": last_price,
-                "market_value": market_value,
-                "unrealized_pnl": market_value - cost if market_value is not None else None,
-            }
-        )
     return {
         "username": user.username,
-        "cash": user.balance,
-        "positions": rows,
-        "equity": user.balance + market_total,
+        **portfolio_value(cash=user.balance, positions=positions, closes=closes),
     }

@@ -213,6 +213,30 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
     return pending
 
 
+def portfolio_value(
+    *, cash: Decimal, positions: list[Position], closes: dict[str, Decimal]
+) -> dict:
+    """Value positions at their latest close: market value and P&L in cents, equity."""
+    rows = []
+    market_total = ZERO
+    for position in positions:
+        last_price = closes.get(position.ticker)  # None only if an operator deleted its quotes
+        cost = quantize_cash(position.average_cost * position.quantity)
+        market_value = quantize_cash(last_price * position.quantity) if last_price else None
+        market_total += market_value or ZERO
+        rows.append(
+            {
+                "ticker": position.ticker,
+                "quantity": position.quantity,
+                "average_cost": position.average_cost,
+                "last_price": last_price,
+                "market_value": market_value,
+                "unrealized_pnl": market_value - cost if market_value is not None else None,
+            }
+        )
+    return {"cash": cash, "positions": rows, "equity": cash + market_total}
+
+
 def transactions_requeue_stale(*, older_than_seconds: float) -> list[int]:
     """Re-enqueue settlement for users whose transactions sat pending too long."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)

@@ -9,9 +9,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from stockflow.exceptions import ApplicationError, NotFound
-from stockflow.permissions import ensure_owner_or_staff
+from stockflow.permissions import account_for
 from stockflow.schema import ACCOUNT, BODY, error_response, errors
-from users.models import User
 
 from .models import Transaction
 from .selectors import transactions_for_user
@@ -70,16 +69,6 @@ def _idempotency_key(request) -> str | None:
     return key
 
 
-def _account(request, user_id: int) -> User:
-    ensure_owner_or_staff(request, user_id=user_id)
-    if request.user.pk == user_id:
-        return request.user  # the token lookup already loaded the caller's own row
-    user = User.objects.filter(pk=user_id).first()
-    if user is None:
-        raise NotFound(f"No user with id {user_id}.", "unknown_user")
-    return user
-
-
 class TransactionViewSet(viewsets.GenericViewSet):
     """`/transactions/{user_id}/...`: the lookup is the account, not a transaction."""
 
@@ -111,7 +100,7 @@ class TransactionViewSet(viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = _idempotency_key(request)
-        user = _account(request, data.pop("user_id") or request.user.pk)
+        user = account_for(request, user_id=data.pop("user_id") or request.user.pk)
         if key is None:
             txn, created = transaction_submit(user=user, **data), True
         else:
@@ -124,7 +113,7 @@ class TransactionViewSet(viewsets.GenericViewSet):
     def _list(self, request, user_id, filters: dict):
         query = TransactionFilterSerializer(data=filters)
         query.is_valid(raise_exception=True)
-        user = _account(request, int(user_id))
+        user = account_for(request, user_id=int(user_id))
         txns = transactions_for_user(
             user_id=user.pk,
             start=query.validated_data.get("start_timestamp"),
@@ -163,7 +152,7 @@ class TransactionViewSet(viewsets.GenericViewSet):
         return self._list(request, user_id, filters)
 
     def _transaction(self, request, user_id, transaction_id) -> Transaction:
-        user = _account(request, int(user_id))
+        user = account_for(request, user_id=int(user_id))
         txn = Transaction.objects.filter(pk=int(transaction_id), user=user).first()
         if txn is None:
             raise NotFound(

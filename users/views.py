@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from stockflow.exceptions import NotFound, json_error
 from stockflow.parsers import DecimalJSONParser
-from stockflow.permissions import ensure_owner_or_staff
+from stockflow.permissions import account_for, ensure_owner_or_staff
 from stockflow.schema import ACCOUNT, BODY, COMMON, error_response, errors
 from stockflow.throttling import FailedLoginThrottle
 from transactions.selectors import portfolio_for_user
@@ -118,10 +118,7 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def portfolio(self, request, username=None):
-        ensure_owner_or_staff(request, username=username)
-        user = User.objects.filter(username=username).first()
-        if user is None:
-            raise NotFound(f"No user '{username}'.", "unknown_user")
+        user = account_for(request, username=username)
         return Response(PortfolioSerializer(portfolio_for_user(user=user)).data)
 
 

@@ -476,15 +476,15 @@ def test_the_portfolio_values_positions_bought_over_the_api_at_the_latest_close(
 
 
 @pytest.mark.django_db
-def test_the_portfolio_takes_four_queries_however_many_positions(
+def test_the_portfolio_takes_three_queries_however_many_positions(
     user_client, user, django_assert_num_queries
 ):
     for ticker in ("AAPL", "IBM", "MSFT", "NVDA"):
         StockDataFactory(ticker=ticker)
         PositionFactory(user=user, ticker=ticker)
 
-    # token, account, positions, latest closes
-    with django_assert_num_queries(4):
+    # token (with the caller's own account), positions, latest closes
+    with django_assert_num_queries(3):
         response = user_client.get(f"/users/{user.username}/portfolio/")
 
     assert len(response.json()["positions"]) == 4
