@@ -66,6 +66,13 @@ def parse_timestamp(value, *, end_of_day: bool = False) -> datetime:
         raise ValueError("timestamp out of range in UTC") from exc
 
 
+def upper_ascii(text: str) -> str:
+    """Trim JSON whitespace and upper-case, but only ASCII: a dotless i (U+0131) and a long s
+    (U+017F) upper-case to "I" and "S", so "\u0131bm" and "\u017fell" would pass as IBM, SELL."""
+    text = text.strip(JSON_WHITESPACE)
+    return text.upper() if text.isascii() else text
+
+
 def _string_or_number(*, in_body: bool) -> dict:
     # Query and path parameters are strings on the wire; only a body has JSON types.
     return {"type": None if in_body else "string"}
@@ -123,10 +130,7 @@ class TickerField(StrictCharField):
         )
 
     def to_internal_value(self, data):
-        text = super().to_internal_value(data).strip(JSON_WHITESPACE)
-        # Only ASCII is folded: a dotless i (U+0131) upper-cases to "I", so "\u0131bm" would
-        # otherwise become a valid "IBM".
-        return text.upper() if text.isascii() else text
+        return upper_ascii(super().to_internal_value(data))
 
     def openapi_schema(self, *, in_body: bool) -> dict:
         return {"type": "string", "pattern": TICKER_INPUT_PATTERN, "example": "AAPL"}

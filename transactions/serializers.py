@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from stockflow.fields import JSON_WHITESPACE, WS, TickerField, TimestampField, WholeNumberField
+from stockflow.fields import WS, TickerField, TimestampField, WholeNumberField, upper_ascii
 
 from .models import Transaction, TransactionType
 
@@ -17,9 +17,7 @@ class TransactionTypeField(serializers.ChoiceField):
 
     def to_internal_value(self, data):
         if isinstance(data, str):
-            data = data.strip(JSON_WHITESPACE)
-            # Only ASCII is folded: "\u017fell" (a long s) would upper-case to "SELL".
-            data = data.upper() if data.isascii() else data
+            data = upper_ascii(data)
         return super().to_internal_value(data)
 
     def openapi_schema(self, *, in_body: bool) -> dict:
