@@ -14,12 +14,9 @@ Not part of CI (it takes minutes); README "Guarantees" quotes its last run.
 """
 
 import argparse
-import contextlib
 import os
 import random
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,40 +30,42 @@ from pathlib import Path
 
 import psycopg2
 import requests
-from celery import Celery
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-PY = sys.executable
+sys.path.insert(0, str(BASE_DIR))  # run as a script: the harness lives in the project package
+
+from stockflow.testing import (  # noqa: E402
+    HarnessError,
+    Process,
+    RedisServer,
+    Stack,
+    create_database,
+    drop_database,
+    wait_for,
+)
+
 OPENING = Decimal("10000.00")
 TICKERS = {"SOAKA": "12.3400", "SOAKB": "87.6500", "SOAKC": "250.1000"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
-class Stack:
-    """The processes of the real system, each in its own process group."""
+class Soak(Stack):
+    """The real system on a database and a redis-server of its own, each process in its own
+    process group (stockflow/testing.py)."""
 
     def __init__(self, args, workdir: Path):
         self.args = args
-        self.workdir = workdir
         self.db_name = f"stockflow_soak_{uuid.uuid4().hex[:8]}"
         self.server_url = args.postgres.rstrip("/")
-        self.redis_port = free_port()
-        self.web_port = free_port()
-        self.url = f"http://127.0.0.1:{self.web_port}"
-        self.env = {
+        redis_server = RedisServer(workdir)
+        env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "stockflow.settings",
             "DATABASE_URL": f"{self.server_url}/{self.db_name}",
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "REDIS_URL": redis_server.url(0),
             "SECRET_KEY": secrets.token_urlsafe(40),
             "CELERY_TASK_DEFAULT_QUEUE": "soak",
             "SWEEP_INTERVAL_SECONDS": "2",
@@ -76,133 +75,49 @@ class Stack:
             "THROTTLE_USER": "1000000/min",
             "LOG_LEVEL": "WARNING",
         }
-        self.redis = None
-        self.workers: list[subprocess.Popen] = []
-        self.others: list[subprocess.Popen] = []
+        super().__init__(workdir, env, id="soak", redis_server=redis_server)
+        self.url = ""
+        self.workers: list[Process] = []
+        self.others: list[Process] = []
 
-    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
-        out = open(self.workdir / f"{name}.log", "a")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen(
-            command,
-            cwd=BASE_DIR,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def start_redis(self) -> None:
-        self.redis = self.spawn(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-        )
-
-    def start_worker(self, index: int) -> subprocess.Popen:
-        return self.spawn(
-            f"worker{index}",
-            [
-                PY,
-                "-m",
-                "celery",
-                "-A",
-                "stockflow",
-                "worker",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "WARNING",
-                "--hostname",
-                f"soak{index}-{uuid.uuid4().hex[:4]}@%h",
-            ],
-        )
+    def start_worker(self, index: int) -> Process:
+        # Gossip, mingle and heartbeat on, as in production: the soak has its broker alone.
+        hostname = f"soak{index}-{uuid.uuid4().hex[:4]}@%h"
+        return self.worker(hostname=hostname, loglevel="WARNING", isolated=False, wait=False)
 
     def start(self) -> None:
-        conn = psycopg2.connect(f"{self.server_url}/postgres")
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{self.db_name}"')
-        conn.close()
-        subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=self.env, check=True)
+        create_database(self.server_url, self.db_name)
+        self.redis.start()  # before the seed, whose cache writes would find it missing
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "-v0"], cwd=BASE_DIR, env=self.env(), check=True)
         subprocess.run(
-            [PY, "manage.py", "seed_demo"],
+            [*manage, "seed_demo"],
             cwd=BASE_DIR,
-            env=self.env,
+            env=self.env(),
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        self.start_redis()
-        self.others.append(
-            self.spawn(
-                "web",
-                [
-                    PY,
-                    "-m",
-                    "gunicorn",
-                    "stockflow.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{self.web_port}",
-                    "--workers",
-                    str(self.args.web_workers),
-                    "--timeout",
-                    "60",
-                ],
-            )
-        )
-        self.others.append(
-            self.spawn(
-                "beat",
-                [
-                    PY,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "stockflow",
-                    "beat",
-                    "--loglevel",
-                    "WARNING",
-                    "--schedule",
-                    str(self.workdir / "beat-schedule"),
-                ],
-            )
-        )
+        # One thread each: gunicorn's sync workers.
+        web = self.web(workers=self.args.web_workers, threads=1, timeout=60, wait=False)
+        self.url = web.url
+        self.others = [web, self.beat(loglevel="WARNING", wait=False)]
         self.workers = [self.start_worker(i) for i in range(self.args.celery_workers)]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/health/", timeout=5).json()["status"] == "ok":
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        sys.exit("the stack did not become healthy; see " + str(self.workdir))
 
-    @staticmethod
-    def kill(process: subprocess.Popen, sig=signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        process.wait()
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{self.url}/health/", timeout=5).json()["status"] == "ok"
+            except requests.RequestException:
+                return False
+
+        try:
+            wait_for(healthy, 60, "")
+        except HarnessError:
+            sys.exit("the stack did not become healthy; see " + str(self.directory))
 
     def stop(self) -> None:
-        for process in [*self.workers, *self.others, self.redis]:
-            if process is not None:
-                self.kill(process, signal.SIGTERM)
-        conn = psycopg2.connect(f"{self.server_url}/postgres")
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        conn.close()
+        self.close()
+        self.redis.stop()
+        drop_database(self.server_url, self.db_name)
 
     def db(self):
         conn = psycopg2.connect(f"{self.server_url}/{self.db_name}")
@@ -213,23 +128,22 @@ class Stack:
 class Faults:
     """Injects one random fault every few seconds until stopped; counts what it did."""
 
-    def __init__(self, stack: Stack, interval: float, user_ids: list[int]):
+    def __init__(self, stack: Soak, interval: float, user_ids: list[int]):
         self.stack = stack
         self.interval = interval
         self.user_ids = user_ids
         self.done = Counter()
         self.stopping = threading.Event()
-        self.celery = Celery(broker=stack.env["REDIS_URL"])
 
     def kill_worker(self):
         index = random.randrange(len(self.stack.workers))
-        Stack.kill(self.stack.workers[index])
+        self.stack.workers[index].kill()
         self.stack.workers[index] = self.stack.start_worker(index)
 
     def redis_outage(self):
-        Stack.kill(self.stack.redis)
+        self.stack.redis.kill()
         time.sleep(random.uniform(2, 5))
-        self.stack.start_redis()
+        self.stack.redis.start()
 
     def terminate_connections(self):
         with self.stack.db() as conn, conn.cursor() as cursor:
@@ -242,9 +156,7 @@ class Faults:
     def duplicate_delivery(self):
         user_id = random.choice(self.user_ids)
         for _ in range(5):
-            self.celery.send_task(
-                "transactions.tasks.settle_user_transactions_task", args=[user_id], queue="soak"
-            )
+            self.stack.send_settle(user_id)
 
     def run(self):
         faults = [
@@ -263,7 +175,7 @@ class Faults:
                 log(f"fault {fault.__name__} failed to inject: {exc!r}")
 
 
-def place_orders(stack: Stack, users: list[dict], count: int, concurrency: int) -> Counter:
+def place_orders(stack: Soak, users: list[dict], count: int, concurrency: int) -> Counter:
     outcomes = Counter()
     rng = random.Random(7)
     plan = [
@@ -302,7 +214,7 @@ def place_orders(stack: Stack, users: list[dict], count: int, concurrency: int) 
     return outcomes
 
 
-def check_invariants(stack: Stack, user_ids: list[int], timeout: float) -> int:
+def check_invariants(stack: Soak, user_ids: list[int], timeout: float) -> int:
     with stack.db() as conn, conn.cursor() as cursor:
         deadline = time.monotonic() + timeout
         while True:
@@ -366,10 +278,10 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="stockflow-soak-"))
-    stack = Stack(args, workdir)
+    stack = Soak(args, workdir)
     log(f"starting the stack (logs in {workdir})")
-    stack.start()
     try:
+        stack.start()
         session = requests.Session()
         staff = session.post(
             f"{stack.url}/auth/token/", json={"username": "admin", "password": "admin-pass-2025"}
@@ -409,7 +321,7 @@ def main() -> int:
         log(f"orders placed in {time.monotonic() - started:.0f}s: {dict(sorted(outcomes.items()))}")
         log(f"faults injected: {dict(faults.done)}")
         # Only the injector kills processes (and restarts them): any other death is a failure.
-        dead = [p.args[3] for p in [*stack.workers, *stack.others] if p.poll() is not None]
+        dead = [p.name for p in [*stack.workers, *stack.others] if not p.running()]
         log(f"processes that died on their own: {dead or 'none'}")
         failures = check_invariants(stack, user_ids, timeout=300) + len(dead)
         failures += outcomes["gave_up"]

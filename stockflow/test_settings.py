@@ -1,47 +1,33 @@
-"""Settings for the test suite.
+"""Settings for the test suite, chosen by conftest.py's pytest_configure after it probed.
 
 Tests use DATABASE_URL/REDIS_URL when set, else the local PostgreSQL and Redis at
-127.0.0.1. Each run gets its own PostgreSQL test database, Redis database numbers
-(12 for the broker, 13 for the cache, unless REDIS_URL says otherwise), Celery
-queue and cache key prefix. Unit tests run tasks eagerly on a local-memory cache;
-the `integration` fixture switches to the real broker, cache and a worker process.
-Where a service is unreachable, integration tests skip, except under CI=true.
+127.0.0.1; the hook probes them and passes what it found here in TEST_DATABASE_URL,
+TEST_REDIS_URL, TEST_POSTGRES_ERROR and TEST_REDIS_ERROR (empty: it answered). Each run
+gets its own PostgreSQL test database, Redis database numbers (12 for the broker, 13 for
+the cache, unless REDIS_URL says otherwise), Celery queue and cache key prefix. Unit tests
+run tasks eagerly on a local-memory cache; the `integration` fixture switches to the real
+broker, cache and a worker process. Where a service is unreachable the suite runs on
+SQLite and integration tests skip, except under CI=true, where the hook stops the run.
 """
 
 import os
 import uuid
 
-import psycopg2
-import redis
+from django.core.exceptions import ImproperlyConfigured
+
+if "TEST_DATABASE_URL" not in os.environ:
+    raise ImproperlyConfigured(
+        "stockflow.test_settings is chosen by conftest.py's pytest_configure once it has "
+        "probed PostgreSQL and Redis: run `make test` or `python -m pytest` from the "
+        "repository root, with no DJANGO_SETTINGS_MODULE or --ds."
+    )
 
 RUN_ID = uuid.uuid4().hex[:8]
-TEST_DATABASE_URL = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/stockflow"
-TEST_REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/12"
-
-
-def _postgres_error() -> str | None:
-    try:
-        psycopg2.connect(
-            TEST_DATABASE_URL.rsplit("/", 1)[0] + "/postgres", connect_timeout=3
-        ).close()
-    except psycopg2.Error as exc:
-        return f"PostgreSQL at {TEST_DATABASE_URL} is unreachable: {exc}".strip()
-    return None
-
-
-def _redis_error() -> str | None:
-    try:
-        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
-    except redis.RedisError as exc:
-        return f"Redis at {TEST_REDIS_URL} is unreachable: {exc}"
-    return None
-
-
-POSTGRES_ERROR = _postgres_error() if TEST_DATABASE_URL.startswith("postgres") else "not postgres"
-REDIS_ERROR = _redis_error()
+TEST_DATABASE_URL = os.environ["TEST_DATABASE_URL"]
+TEST_REDIS_URL = os.environ["TEST_REDIS_URL"]
+POSTGRES_ERROR = os.environ.get("TEST_POSTGRES_ERROR") or None
+REDIS_ERROR = os.environ.get("TEST_REDIS_ERROR") or None
 SERVICES_ERROR = POSTGRES_ERROR or REDIS_ERROR
-if os.environ.get("CI", "").lower() == "true" and SERVICES_ERROR:
-    raise RuntimeError(f"CI=true needs PostgreSQL and Redis: {SERVICES_ERROR}")
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"stockflow-test-{RUN_ID}"

@@ -12,6 +12,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "orders.py"
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(300)  # the benchmark itself may take 180 s
 def test_the_order_benchmark_runs_and_finds_no_invariant_violation(integration, live_server):
     UserFactory(username="bench-staff", is_staff=True, password="bench-staff-pass")
 

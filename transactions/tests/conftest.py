@@ -1,23 +1,44 @@
-"""Fixtures for the fault-injection tests: a private redis-server and the processes around it."""
+"""Fixtures for the fault-injection tests: the processes around a private redis-server."""
+
+import itertools
+import os
 
 import pytest
+from django.conf import settings
 
-from .processes import RedisServer, Stack, require_real_services
+from conftest import require_services, run_database_url
+from stockflow.testing import Stack
 
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A redis-server of this test's own on a free port; stopped even when the test fails."""
-    require_real_services()
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+_stack_ids = itertools.count(1)
 
 
 @pytest.fixture
-def stack(own_redis, transactional_db, tmp_path):
-    """Processes on the per-run test database; stopped before pytest-django flushes it."""
-    processes = Stack(tmp_path, own_redis)
+def real_services():
+    """Skips before own_redis starts a redis-server for nothing."""
+    require_services()
+
+
+@pytest.fixture
+def stack(real_services, own_redis, transactional_db, tmp_path):
+    """Processes on the per-run test database and this test's own Redis; stopped before
+    pytest-django flushes the database.
+
+    Each test gets a unique Celery queue and cache key prefix, so nothing it enqueues or
+    caches can reach another test's processes (or the session's conftest worker).
+    """
+    stack_id = f"{settings.RUN_ID}-{next(_stack_ids)}"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "stockflow.settings",
+        "DATABASE_URL": run_database_url(),
+        "REDIS_URL": own_redis.url(0),
+        "SECRET_KEY": "fault-tests-secret-key",
+        "CELERY_TASK_DEFAULT_QUEUE": f"stockflow-faults-{stack_id}",
+        "CACHE_KEY_PREFIX": f"stockflow-faults-{stack_id}",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    processes = Stack(tmp_path, env, id=stack_id, redis_server=own_redis)
     yield processes
     processes.close()

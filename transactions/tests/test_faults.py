@@ -23,6 +23,7 @@ from django.db.models import Sum
 from django.db.transaction import atomic
 
 from stockflow.money import quantize_cash
+from stockflow.testing import Process, Stack, wait_for
 from stocks.tests.factories import StockDataFactory
 from transactions.models import (
     FailureReason,
@@ -34,9 +35,8 @@ from transactions.models import (
 from users.models import User
 from users.tests.factories import UserFactory
 
-from .processes import Process, Stack, wait_for
-
-pytestmark = pytest.mark.integration
+# Real processes started, killed and waited for: 40 s at most so far, far above the default.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 PRICES = {"ACME": Decimal("10.0000"), "BOLT": Decimal("2.5000")}
 OPENING_BALANCE = Decimal("1000.00")

@@ -1,15 +1,15 @@
-"""Real processes for fault-injection tests: redis-server, gunicorn, Celery worker and beat.
+"""The test harness: real redis-server, Celery worker and beat, and gunicorn processes.
 
-Every process runs in its own process group (so a SIGKILL reaches a worker's pool children
-too), writes to its own log file, and is stopped by the `Stack` that started it, also when
-the test fails. Nothing here touches the shared PostgreSQL or Redis except the per-run
-test database that pytest-django created.
+Shared by the test suite (the session worker in conftest.py, the fault, outage and README
+tests) and by `bench/soak.py`. Every process runs in its own process group (so a SIGKILL
+reaches a worker's pool children too), writes to its own log file, and is stopped by
+whoever started it, also when a test fails. Neither pytest nor Django is imported here:
+the soak is a plain script, so a process that does not start, serve or stop raises
+`HarnessError`, which pytest reports like any other error.
 """
 
 import contextlib
-import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,17 +20,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import pytest
+import psycopg2
 import redis
 import requests
 from celery import Celery
-from django.conf import settings
-from django.db import connection
 
-BASE_DIR = Path(__file__).resolve().parents[2]
+BASE_DIR = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60
 STOP_TIMEOUT = 20
 SETTLE_TASK = "transactions.tasks.settle_user_transactions_task"
+
+
+class HarnessError(Exception):
+    """A process did not start, serve or stop in time, or a condition never came true."""
 
 
 def free_port() -> int:
@@ -40,34 +42,30 @@ def free_port() -> int:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, message: Callable[[], str] | str):
-    """Poll `condition` until it is truthy and return its value; fail at the deadline."""
+    """Poll `condition` until it is truthy and return its value; HarnessError at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(message() if callable(message) else message)
+            raise HarnessError(message() if callable(message) else message)
         time.sleep(0.05)
-
-
-def require_real_services():
-    if settings.SERVICES_ERROR:
-        pytest.skip(f"fault tests need PostgreSQL and Redis: {settings.SERVICES_ERROR}")
-    if not shutil.which("redis-server"):
-        pytest.skip("fault tests need redis-server on PATH")
 
 
 class Process:
     """A child process in its own process group, with stdout and stderr in `log_path`."""
 
-    def __init__(self, name: str, command: list[str], env: dict, log_path: Path):
+    def __init__(
+        self, name: str, command: list[str], env: dict, log_path: Path, cwd: Path = BASE_DIR
+    ):
         self.name = name
         self.log_path = log_path
-        with open(log_path, "w") as log:
+        # Appended to: a process restarted under the same log file keeps its history.
+        with open(log_path, "a") as log:
             self.popen = subprocess.Popen(
                 command,
-                cwd=BASE_DIR,
+                cwd=cwd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -81,20 +79,24 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def tail(self, size: int = 4000) -> str:
+        return self.log()[-size:]
+
     def running(self) -> bool:
         return self.popen.poll() is None
+
+    def exited(self) -> str:
+        return f"{self.name} exited ({self.popen.returncode}):\n{self.tail()}"
 
     def wait_for_log(self, needle: str, timeout: float = START_TIMEOUT):
         def seen():
             if needle in self.log():
                 return True
             if not self.running():
-                pytest.fail(f"{self.name} exited ({self.popen.returncode}):\n{self.log()[-4000:]}")
+                raise HarnessError(self.exited())
             return False
 
-        wait_for(
-            seen, timeout, lambda: f"{self.name} never logged {needle!r}:\n{self.log()[-4000:]}"
-        )
+        wait_for(seen, timeout, lambda: f"{self.name} never logged {needle!r}:\n{self.tail()}")
 
     def signal_group(self, sig: int):
         with contextlib.suppress(ProcessLookupError):
@@ -122,6 +124,16 @@ class Process:
         self.popen.wait()
         self._wait_group_gone()
 
+    def interrupt(self, timeout: float):
+        """Ctrl-C as a terminal sends it, SIGINT to the whole group; if that does not stop the
+        process within `timeout` seconds, SIGKILL the group and raise HarnessError."""
+        self.signal_group(signal.SIGINT)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise HarnessError(f"Ctrl-C did not stop {self.name} within {timeout:.0f}s") from None
+
     def _wait_group_gone(self, timeout: float = 10):
         # Pool children may outlive their parent for a moment; a later test must not meet them.
         deadline = time.monotonic() + timeout
@@ -133,8 +145,26 @@ class Process:
             time.sleep(0.02)
 
 
+def wait_until_serving(process: Process, base_url: str, timeout: float = START_TIMEOUT):
+    """Poll `base_url`/health/ until it answers 200; HarnessError if the process exits first."""
+
+    def healthy():
+        if not process.running():
+            raise HarnessError(process.exited())
+        try:
+            return requests.get(f"{base_url}/health/", timeout=10).status_code == 200
+        except requests.RequestException:  # not listening yet, or still booting
+            return False
+
+    wait_for(
+        healthy,
+        timeout,
+        lambda: f"{process.name} did not serve in {timeout:.0f}s:\n{process.tail()}",
+    )
+
+
 class RedisServer:
-    """A redis-server of the test's own (no persistence), which the test may kill or freeze."""
+    """A redis-server of its own (no persistence) on a free port, which may be killed or frozen."""
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -146,6 +176,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self):
+        """Start it (again, on the same port) and return once it answers PING."""
         self.generation += 1
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
@@ -158,13 +189,13 @@ class RedisServer:
                 return client.ping()
             except redis.RedisError:
                 if not self.process.running():
-                    pytest.fail(f"redis-server exited:\n{self.process.log()[-2000:]}")
+                    raise HarnessError(self.process.exited()) from None
                 return False
 
         try:
             wait_for(answers, 10, "redis-server did not start")
         except BaseException:
-            self.process.stop()  # the fixture's teardown never runs for a failed setup
+            self.process.stop()  # a fixture's teardown never runs for a failed setup
             raise
         finally:
             client.close()
@@ -188,43 +219,42 @@ class RedisServer:
 
 
 class Stack:
-    """The processes one test runs against the per-run test database and its own Redis.
+    """The processes of the real system (Celery workers, beat, gunicorn) on one database and
+    one Redis, with their logs in `directory`; `close()` stops every one of them.
 
-    Each test gets a unique Celery queue and cache key prefix, so nothing it enqueues or
-    caches can reach another test's processes (or the session's conftest worker).
+    `env` is every process's environment: it names the settings module, DATABASE_URL,
+    REDIS_URL and CELERY_TASK_DEFAULT_QUEUE at least. `redis_server`, when the stack runs on
+    a RedisServer of its own, is thawed before the processes stop; stopping it is the owner's.
     """
 
-    _ids = itertools.count(1)
-
-    def __init__(self, directory: Path, redis_server: RedisServer):
+    def __init__(
+        self,
+        directory: Path,
+        env: dict[str, str],
+        *,
+        id: str,
+        redis_server: RedisServer | None = None,
+    ):
         self.directory = directory
+        self.base_env = env
+        self.id = id
         self.redis = redis_server
-        self.id = f"{settings.RUN_ID}-{next(self._ids)}"
-        self.queue = f"stockflow-faults-{self.id}"
-        self.database_name = connection.settings_dict["NAME"]
+        self.queue = env["CELERY_TASK_DEFAULT_QUEUE"]
         self.processes: list[Process] = []
         self._producer: Celery | None = None
 
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.base_env["DATABASE_URL"]).path.lstrip("/")
+
     def database_url(self, application_name: str | None = None) -> str:
-        url = urlsplit(settings.TEST_DATABASE_URL)._replace(path=f"/{self.database_name}")
+        url = urlsplit(self.base_env["DATABASE_URL"])
         if application_name:
             url = url._replace(query=urlencode({"application_name": application_name}))
         return url.geturl()
 
     def env(self, **extra: str) -> dict:
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(self.directory),
-            "DJANGO_SETTINGS_MODULE": "stockflow.settings",
-            "DATABASE_URL": self.database_url(),
-            "REDIS_URL": self.redis.url(0),
-            "SECRET_KEY": "fault-tests-secret-key",
-            "CELERY_TASK_DEFAULT_QUEUE": self.queue,
-            "CACHE_KEY_PREFIX": f"stockflow-faults-{self.id}",
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-        return {**env, **extra}
+        return {**self.base_env, **extra}
 
     def _next_name(self, kind: str) -> str:
         return f"{kind}-{sum(1 for p in self.processes if p.name.startswith(kind + '-')) + 1}"
@@ -234,46 +264,61 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def worker(self, name: str = "worker", concurrency: int = 2, **env: str) -> Process:
-        """A `celery worker` on this stack's queue; returns once it consumes."""
+    def worker(
+        self,
+        name: str = "worker",
+        concurrency: int = 2,
+        *,
+        hostname: str | None = None,
+        loglevel: str = "INFO",
+        isolated: bool = True,
+        wait: bool = True,
+        **env: str,
+    ) -> Process:
+        """A `celery worker` on this stack's queue; with `wait`, returns once it consumes
+        (it logs "ready." at INFO). `isolated` turns off gossip, mingle and heartbeat: a
+        test's worker neither waits for nor talks to other workers on a shared broker."""
         command = [sys.executable, "-m", "celery", "-A", "stockflow", "worker"]
-        command += ["--concurrency", str(concurrency), "--loglevel", "INFO"]
-        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        command += ["--concurrency", str(concurrency), "--loglevel", loglevel]
+        if isolated:
+            command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         name = self._next_name(name)
-        command += ["--hostname", f"{name}-{self.id}@%h"]
+        command += ["--hostname", hostname or f"{name}-{self.id}@%h"]
         process = self._start(name, command, self.env(**env))
-        process.wait_for_log("ready.")
+        if wait:
+            process.wait_for_log("ready.")
         return process
 
-    def beat(self, **env: str) -> Process:
-        """`celery beat` with its schedule file in the test's directory."""
+    def beat(self, *, loglevel: str = "INFO", wait: bool = True, **env: str) -> Process:
+        """`celery beat` with its schedule file in the stack's directory; with `wait`,
+        returns once it started (logged at INFO)."""
         name = self._next_name("beat")
         command = [sys.executable, "-m", "celery", "-A", "stockflow", "beat"]
-        command += ["--loglevel", "INFO", "--schedule", str(self.directory / f"{name}.schedule")]
+        command += ["--loglevel", loglevel, "--schedule", str(self.directory / f"{name}.schedule")]
         process = self._start(name, command, self.env(**env))
-        process.wait_for_log("beat: Starting...")
+        if wait:
+            process.wait_for_log("beat: Starting...")
         return process
 
-    def web(self, workers: int = 2, threads: int = 4, **env: str) -> Process:
-        """gunicorn serving the app; `process.url` is its base URL."""
+    def web(
+        self,
+        workers: int = 2,
+        threads: int = 4,
+        *,
+        timeout: int = 30,
+        wait: bool = True,
+        **env: str,
+    ) -> Process:
+        """gunicorn serving the app on a free port; `process.url` is its base URL. With
+        `wait`, returns once /health/ answers 200."""
         port = free_port()
         command = [sys.executable, "-m", "gunicorn", "stockflow.wsgi"]
         command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-        command += ["--threads", str(threads), "--timeout", "30"]
+        command += ["--threads", str(threads), "--timeout", str(timeout)]
         process = self._start(self._next_name("web"), command, self.env(**env))
         process.url = f"http://127.0.0.1:{port}"
-
-        def healthy():
-            if not process.running():
-                pytest.fail(f"gunicorn exited:\n{process.log()[-4000:]}")
-            try:
-                return requests.get(f"{process.url}/health/", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(
-            healthy, START_TIMEOUT, lambda: f"gunicorn did not serve:\n{process.log()[-4000:]}"
-        )
+        if wait:
+            wait_until_serving(process, process.url)
         return process
 
     @property
@@ -282,7 +327,7 @@ class Stack:
         if self._producer is None:
             # Not the current app: shared tasks in this process must keep using stockflow's.
             self._producer = Celery(
-                "stockflow-faults", broker=self.redis.url(0), set_as_current=False
+                "stockflow-harness", broker=self.base_env["REDIS_URL"], set_as_current=False
             )
             self._producer.conf.broker_connection_retry_on_startup = True
         return self._producer
@@ -299,7 +344,7 @@ class Stack:
         return "".join(p.log() for p in self.processes if p.name.startswith(prefix))
 
     def close(self):
-        if self.redis.process is not None:
+        if self.redis is not None and self.redis.process is not None:
             self.redis.thaw()  # a test that failed mid-freeze: let everyone shut down cleanly
         for process in self.processes:
             process.terminate()  # all at once: shutting down one by one takes seconds each
@@ -307,3 +352,29 @@ class Stack:
             process.stop()
         if self._producer is not None:
             self._producer.close()
+
+
+def _server_connection(server_url: str):
+    conn = psycopg2.connect(f"{server_url.rstrip('/')}/postgres")
+    conn.autocommit = True
+    return conn
+
+
+def create_database(server_url: str, name: str):
+    """CREATE DATABASE `name` on the PostgreSQL server at `server_url` (a URL without a path)."""
+    conn = _server_connection(server_url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+
+
+def drop_database(server_url: str, name: str):
+    """DROP DATABASE `name` if it exists, disconnecting whoever still uses it."""
+    conn = _server_connection(server_url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
