@@ -5,10 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# Says what it does: the first run spends a while in pip, which shows its own progress.
 $(STAMP): requirements.txt requirements-dev.txt
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+	@test -x $(PY) || { echo "==> Creating the virtualenv $(VENV)"; python3 -m venv $(VENV); }
+	@echo "==> Installing the pinned requirements (requirements-dev.txt) into $(VENV)"
+	@$(VENV)/bin/pip install --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
 
 .PHONY: help venv run test lint format bench
 

@@ -1,13 +1,48 @@
-"""Refuse request bodies over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads them.
+"""Refuse oversized requests before anything reads them, with the API's JSON errors.
 
-DRF parses JSON from the request stream, which Django's own limit (checked when
-`request.body` is read) does not cover, so the limit is enforced here from the
-Content-Length header; a body without one is not read by Django at all.
+- `RequestHeadLimitMiddleware`: a request line over MAX_REQUEST_LINE_BYTES (414) or a header
+  over MAX_HEADER_BYTES (431). gunicorn.conf.py lets such requests through to Django, so
+  they get JSON rather than gunicorn's HTML page.
+- `BodySizeLimitMiddleware`: a body over DATA_UPLOAD_MAX_MEMORY_SIZE (413). DRF parses JSON
+  from the request stream, which Django's own limit (checked when `request.body` is read)
+  does not cover, so the limit is enforced here from the Content-Length header; a body
+  without one is not read by Django at all.
 """
 
 from django.conf import settings
 
 from .exceptions import json_error
+
+# Enough of a header's name to say which one it was, however long the name itself is.
+NAME_SHOWN = 64
+
+
+class RequestHeadLimitMiddleware:
+    """First in MIDDLEWARE, so nothing else (a redirect, static files) answers such a request.
+
+    Sizes are bytes: WSGI hands over the request line and headers as latin-1 strings, one
+    character per byte. The request line counts its method, path and query string; a header
+    its name and value (a repeated header arrives joined into one).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        line_limit = settings.MAX_REQUEST_LINE_BYTES
+        # gunicorn passes the path and query as sent; other servers (and tests) rebuild them.
+        target = request.META.get("RAW_URI") or request.get_full_path()
+        if len(request.method) + len(target) > line_limit:
+            return json_error(414, f"The request line exceeds {line_limit} bytes.", "uri_too_long")
+        header_limit = settings.MAX_HEADER_BYTES
+        for name, value in request.headers.items():
+            if len(name) + len(value) > header_limit:
+                return json_error(
+                    431,
+                    f"The {name[:NAME_SHOWN]} header exceeds {header_limit} bytes.",
+                    "header_too_large",
+                )
+        return self.get_response(request)
 
 
 class BodySizeLimitMiddleware:

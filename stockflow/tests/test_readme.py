@@ -1,20 +1,30 @@
-"""The README's quick start and curl walkthrough, run as written against `bin/run`."""
+"""The README's quick start and curl walkthrough, run as written against `bin/run`.
+
+Each run is a copy of this checkout (sharing its virtualenv) with a `.env` of the test's own,
+quoted values included, so a developer's `.env` is never read, overwritten or left behind.
+"""
 
 import os
 import re
-import signal
-import socket
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
 from django.conf import settings
 
+from stockflow.testing import Process, drop_database, free_port, wait_until_serving
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90
+NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".venv", ".env", "db.sqlite3", "staticfiles", "__pycache__", ".*_cache", ".hypothesis"
+)
+FLOWER_LOGIN = ("ops", "readme-test-flower-password")
+# Above the sum of the waits below (start 90 s, walkthrough 120 s, Flower 30 s, Ctrl-C 30 s).
+pytestmark = pytest.mark.timeout(420)
 
 
 def walkthrough() -> str:
@@ -26,52 +36,35 @@ def walkthrough() -> str:
     return block.group(1)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def checkout(tmp_path: Path, dotenv: str) -> Path:
+    """This checkout's code under `tmp_path`, on the same virtualenv, with `dotenv` as .env."""
+    root = tmp_path / "checkout"
+    shutil.copytree(BASE_DIR, root, ignore=NOT_COPIED, symlinks=True)
+    (root / ".venv").symlink_to(BASE_DIR / ".venv")
+    (root / ".env").write_text(dotenv)
+    return root
 
 
 class Server:
-    """`bin/run` in its own process group, stopped with Ctrl-C (SIGINT) like a person would."""
+    """`bin/run` in its own process group, stopped with Ctrl-C (SIGINT) like a person would.
 
-    def __init__(self, env: dict, log_path: Path):
-        self.port = free_port()
+    `port` is the one the checkout's .env binds to (WEB_BIND).
+    """
+
+    def __init__(self, root: Path, port: int, env: dict, log_path: Path):
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        env = {**env, "WEB_BIND": f"127.0.0.1:{self.port}", "PATH": os.environ["PATH"]}
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [str(BASE_DIR / "bin" / "run")],
-                cwd=BASE_DIR,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        env = {**env, "PATH": os.environ["PATH"]}
+        self.process = Process("bin/run", [str(root / "bin" / "run")], env, log_path, cwd=root)
 
     def log(self) -> str:
-        return self.log_path.read_text()
+        return self.process.log()
 
     def wait_healthy(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"bin/run exited:\n{self.log()[-4000:]}"
-            try:
-                if requests.get(f"{self.url}/health/", timeout=10).status_code == 200:
-                    return
-            except requests.RequestException:  # not listening yet, or still booting
-                pass
-            time.sleep(0.3)
-        pytest.fail(f"bin/run did not serve in {START_TIMEOUT}s:\n{self.log()[-4000:]}")
+        wait_until_serving(self.process, self.url, timeout=START_TIMEOUT)
 
     def stop(self):
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            pytest.fail("Ctrl-C did not stop bin/run within 30s")
+        self.process.interrupt(timeout=30)
 
 
 def run_walkthrough(url: str) -> str:
@@ -106,8 +99,11 @@ def base_env(tmp_path: Path) -> dict:
 
 
 def test_make_run_on_embedded_defaults_serves_the_walkthrough(tmp_path):
-    env = {**base_env(tmp_path), "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
-    server = Server(env, tmp_path / "run.log")
+    port = free_port()
+    sqlite_path = tmp_path / "db.sqlite3"
+    # Quoted, as django-environ (the settings' reader) accepts them: bin/run must strip them too.
+    dotenv = f"WEB_BIND=\"127.0.0.1:{port}\"\nSQLITE_PATH='{sqlite_path}'\n"
+    server = Server(checkout(tmp_path, dotenv), port, base_env(tmp_path), tmp_path / "run.log")
     try:
         server.wait_healthy()
         assert requests.get(f"{server.url}/swagger/", timeout=5).status_code == 200
@@ -115,7 +111,16 @@ def test_make_run_on_embedded_defaults_serves_the_walkthrough(tmp_path):
     finally:
         server.stop()
     assert_walkthrough_outcome(output)
-    assert "StockFlow mode: embedded (SQLite, local-memory cache" in server.log()
+    log = server.log()
+    assert "StockFlow mode: embedded (SQLite, local-memory cache" in log
+    steps = re.findall(r"^==> (.*)$", log, re.M)
+    assert steps[:3] == [
+        "Migrating the database",
+        "Collecting static files (admin, Swagger UI)",
+        "Loading demo data",
+    ]
+    assert steps[3].startswith(f"Serving on http://127.0.0.1:{port}/ ")
+    assert sqlite_path.exists()
 
 
 @pytest.mark.integration
@@ -124,7 +129,9 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
         pytest.skip(f"needs PostgreSQL and Redis: {settings.SERVICES_ERROR}")
     db_name = f"stockflow_readme_{settings.RUN_ID}"
     server_url = settings.TEST_DATABASE_URL.rsplit("/", 1)[0]
-    flower_port = free_port()
+    port, flower_port = free_port(), free_port()
+    # The web and flower processes get these through honcho, as django-environ reads them.
+    dotenv = f'WEB_BIND="127.0.0.1:{port}"\nFLOWER_BASIC_AUTH="{":".join(FLOWER_LOGIN)}"\n'
     env = {
         **base_env(tmp_path),
         "DATABASE_URL": f"{server_url}/{db_name}",
@@ -133,11 +140,11 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
         "CELERY_TASK_DEFAULT_QUEUE": f"stockflow-readme-{settings.RUN_ID}",
         "CACHE_KEY_PREFIX": f"stockflow-readme-{settings.RUN_ID}",
         "FLOWER_PORT": str(flower_port),
-        "FLOWER_UNAUTHENTICATED_API": "true",
         "BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
         "WEB_CONCURRENCY": "2",
     }
-    server = Server(env, tmp_path / "run.log")
+    server = Server(checkout(tmp_path, dotenv), port, env, tmp_path / "run.log")
+    flower_tasks = f"http://127.0.0.1:{flower_port}/api/tasks"
     try:
         server.wait_healthy()
         assert requests.get(f"{server.url}/health/", timeout=5).json()["status"] == "ok"
@@ -146,7 +153,7 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                tasks = requests.get(f"http://127.0.0.1:{flower_port}/api/tasks", timeout=5).json()
+                tasks = requests.get(flower_tasks, auth=FLOWER_LOGIN, timeout=5).json()
             except requests.RequestException:
                 tasks = {}
             settled = [
@@ -158,16 +165,15 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
             if len(settled) >= 2:
                 break
             time.sleep(0.5)
+        anonymous = requests.get(flower_tasks, timeout=5)
+        wrong_password = requests.get(flower_tasks, auth=("ops", "guessed"), timeout=5)
     finally:
         server.stop()
-        conn = psycopg2.connect(f"{server_url}/postgres")
-        conn.autocommit = True
-        with conn.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        conn.close()
+        drop_database(server_url, db_name)
 
     assert_walkthrough_outcome(output)
     assert len(settled) >= 2, tasks
+    assert anonymous.status_code == wrong_password.status_code == 401
     log = server.log()
     for process in ("web", "worker", "beat", "flower"):
         assert re.search(rf"{process}\.1\s+\| ", log), f"no {process} output:\n{log[-3000:]}"
