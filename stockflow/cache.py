@@ -46,7 +46,8 @@ def invalidate_on_commit(*namespaces: str) -> None:
 
 
 def user_namespace(username: str) -> str:
-    return f"user:{username}"
+    # Any case of a name is the same account, so it is the same cache namespace.
+    return f"user:{username.lower()}"
 
 
 QUOTES_NAMESPACE = "quotes"

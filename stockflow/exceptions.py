@@ -1,7 +1,8 @@
-"""One error type and one exception handler, so every error is JSON.
+"""The one exception handler: every error is JSON, and only here do errors get a status.
 
 Validation errors keep DRF's field -> messages form (400). Everything else is
-`{"detail": "<human message>", "code": "<machine_code>"}` with its status.
+`{"detail": "<human message>", "code": "<machine_code>"}` with its status. Domain errors
+(`stockflow.errors`) get theirs from their kind; database errors from whose fault they are.
 """
 
 import logging
@@ -11,44 +12,55 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from .errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
 
 logger = logging.getLogger(__name__)
 
-
-class ApplicationError(exceptions.APIException):
-    """A domain error with a stable machine `code`; subclasses set the HTTP status."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Bad request."
-    default_code = "bad_request"
-
-    def __init__(self, detail: str | None = None, code: str | None = None):
-        super().__init__(detail or self.default_detail, code or self.default_code)
+STATUS_OF_KIND = {
+    InvalidInput: status.HTTP_400_BAD_REQUEST,
+    NotAllowed: status.HTTP_403_FORBIDDEN,
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+}
 
 
-class NotFound(ApplicationError):
-    status_code = status.HTTP_404_NOT_FOUND
-    default_detail = "Not found."
-    default_code = "not_found"
+def status_of(exc: DomainError) -> int:
+    for kind, code in STATUS_OF_KIND.items():
+        if isinstance(exc, kind):
+            return code
+    return status.HTTP_400_BAD_REQUEST
 
 
-class Conflict(ApplicationError):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "Conflict."
-    default_code = "conflict"
+def _error(status_code: int, detail: str, code: str) -> Response:
+    set_rollback()
+    return Response({"detail": detail, "code": code}, status=status_code)
 
 
-class ServiceUnavailable(ApplicationError):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "A required backing service is unavailable. Try again shortly."
-    default_code = "service_unavailable"
+def _domain_error_response(exc: DomainError) -> Response:
+    if exc.field is not None:  # about one field: answered like any validation error
+        set_rollback()
+        return Response({exc.field: [exc.detail]}, status=status.HTTP_400_BAD_REQUEST)
+    return _error(status_of(exc), exc.detail, exc.code)
+
+
+def _database_error_response(exc: Exception) -> Response:
+    if isinstance(exc, IntegrityError):
+        logger.info("integrity error mapped to 409: %s", exc)
+        return _error(409, "The request conflicts with stored data.", "integrity_error")
+    if isinstance(exc, DataError):  # a value the database cannot hold: the input's fault
+        return _error(400, "A value is out of range for storage.", "data_error")
+    logger.exception("database unavailable")  # unreachable, not wrong
+    return _error(503, "The database is unavailable. Try again shortly.", "database_down")
 
 
 def _error_body(exc: exceptions.APIException) -> dict:
     detail = exc.detail
-    code = exc.get_codes() if hasattr(exc, "get_codes") else exc.default_code
+    code = exc.get_codes()
     if isinstance(detail, (list, dict)):
         # Only ValidationError carries structure; keep DRF's field -> messages form.
         return detail
@@ -56,21 +68,17 @@ def _error_body(exc: exceptions.APIException) -> dict:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return _domain_error_response(exc)
+    if isinstance(exc, (IntegrityError, DataError, OperationalError, InterfaceError)):
+        return _database_error_response(exc)
     if isinstance(exc, DjangoValidationError):
-        # Services and validators (e.g. password validation) raise Django's error: a 400.
+        # Validators (e.g. password validation) raise Django's error: a 400.
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, Http404):
-        exc = NotFound(str(exc) if str(exc) else None)
+        exc = exceptions.NotFound(str(exc) or None, "not_found")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, IntegrityError):
-        logger.info("integrity error mapped to 409: %s", exc)
-        exc = Conflict("The request conflicts with stored data.", "integrity_error")
-    elif isinstance(exc, DataError):  # a value the database cannot hold: the input's fault
-        exc = ApplicationError("A value is out of range for storage.", "data_error")
-    elif isinstance(exc, (OperationalError, InterfaceError)):  # unreachable, not wrong
-        logger.exception("database unavailable")
-        exc = ServiceUnavailable("The database is unavailable. Try again shortly.", "database_down")
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -16,19 +16,17 @@ from django.core.validators import RegexValidator
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
-from stocks.models import TICKER_REGEX
+from .text import JSON_WHITESPACE, TICKER_MAX_LENGTH, TICKER_REGEX, upper_ascii
 
 MIN_EPOCH = 0
 MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
 MAX_TIMESTAMP_LENGTH = 40
 EPOCH_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
-# JSON's own whitespace; Python's str.strip() would also drop e.g. U+2003, which no pattern states.
-JSON_WHITESPACE = " \t\n\r"
 WS = "[ \\t\\n\\r]*"  # the same, as a pattern for the schema
 # What Decimal() reads, less its NaN/Infinity, underscores and non-ASCII digits.
 DECIMAL_STRING = re.compile(rf"^{WS}[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?{WS}$")
 WHOLE_NUMBER_STRING = re.compile(r"^[0-9]+$")
-TICKER_INPUT_PATTERN = rf"^{WS}[A-Za-z0-9.\-]{{1,10}}{WS}$"
+TICKER_INPUT_PATTERN = rf"^{WS}[A-Za-z0-9.\-]{{1,{TICKER_MAX_LENGTH}}}{WS}$"
 TIMESTAMP_FORMAT = "timestamp"  # a format of our own: ISO 8601 date or datetime, or epoch seconds
 TIMESTAMP_DESCRIPTION = (
     "ISO 8601 date (`2025-01-02`) or datetime (`2025-01-02T21:00:00Z`; without an offset it "
@@ -64,13 +62,6 @@ def parse_timestamp(value, *, end_of_day: bool = False) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
         raise ValueError("timestamp out of range in UTC") from exc
-
-
-def upper_ascii(text: str) -> str:
-    """Trim JSON whitespace and upper-case, but only ASCII: a dotless i (U+0131) and a long s
-    (U+017F) upper-case to "I" and "S", so "\u0131bm" and "\u017fell" would pass as IBM, SELL."""
-    text = text.strip(JSON_WHITESPACE)
-    return text.upper() if text.isascii() else text
 
 
 def _string_or_number(*, in_body: bool) -> dict:
@@ -123,7 +114,7 @@ class TickerField(StrictCharField):
     """1-10 characters of A-Z 0-9 . - ; case-insensitive on input, stored upper-case."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 10)
+        kwargs.setdefault("max_length", TICKER_MAX_LENGTH)
         super().__init__(**kwargs)
         self.validators.append(
             RegexValidator(TICKER_REGEX, "A ticker is 1-10 characters of A-Z, 0-9, '.' and '-'.")

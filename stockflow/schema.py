@@ -4,8 +4,9 @@
   `errors()`, the documented error responses with real examples that every view lists;
 - `SchemaGenerator`: path parameters as the URL patterns and views accept them;
 - `AutoSchema`: fields from `stockflow.fields` describe themselves, `paginated=True` wraps
-  a 2xx in the limit/offset envelope, and `one_or_many=N` states a body (and its 201) that
-  is one object or a list of 1 to N of them.
+  a 2xx in the limit/offset envelope, `one_or_many=N` states a body (and its 201) that
+  is one object or a list of 1 to N of them, and every operation lists the errors any
+  request may get (`EVERY_REQUEST`: an oversized request line or header).
 """
 
 from drf_yasg import openapi
@@ -13,6 +14,7 @@ from drf_yasg.generators import OpenAPISchemaGenerator
 from drf_yasg.inspectors import FieldInspector, NotHandled, SwaggerAutoSchema
 from rest_framework.status import is_success
 
+from .errors import DomainError
 from .fields import TICKER_INPUT_PATTERN, TIMESTAMP_DESCRIPTION, TIMESTAMP_FORMAT
 
 _DEFINITIONS = openapi.ReferenceResolver(openapi.SCHEMA_DEFINITIONS, force_init=True)
@@ -78,6 +80,10 @@ ERRORS = {
         "The body is over the size limit.",
         {"detail": "The request body exceeds 2621440 bytes.", "code": "request_too_large"},
     ),
+    414: (
+        "The request line (method, path and query string) is over the size limit.",
+        {"detail": "The request line exceeds 4094 bytes.", "code": "uri_too_long"},
+    ),
     415: (
         "The body is not `application/json`.",
         {
@@ -89,6 +95,10 @@ ERRORS = {
         "Throttled: too many requests; retry after `Retry-After` seconds.",
         {"detail": "Request was throttled. Expected available in 12 seconds.", "code": "throttled"},
     ),
+    431: (
+        "A request header (name and value) is over the size limit.",
+        {"detail": "The Cookie header exceeds 8190 bytes.", "code": "header_too_large"},
+    ),
     503: (
         "The database is unreachable; try again shortly.",
         {"detail": "The database is unavailable. Try again shortly.", "code": "database_down"},
@@ -99,6 +109,8 @@ ERRORS = {
 COMMON = (401, 429, 503)
 ACCOUNT = (*COMMON, 403)  # an account's own routes: the owner or staff
 BODY = (400, 413, 415)
+# Refused by stockflow.middleware before any view runs: AutoSchema adds them to every operation.
+EVERY_REQUEST = (414, 431)
 
 
 def error_response(
@@ -111,6 +123,11 @@ def error_response(
         examples={"application/json": example or default_example},
         **({"headers": RETRY_AFTER} if status == 429 else {}),
     )
+
+
+def example_of(error: DomainError) -> dict:
+    """The body the exception handler answers for `error`: its message is written once."""
+    return {"detail": error.detail, "code": error.code}
 
 
 def errors(*statuses: int) -> dict[int, openapi.Response]:
@@ -225,6 +242,12 @@ class AutoSchema(SwaggerAutoSchema):
     """Reads two extra `swagger_auto_schema` keys: `paginated` and `one_or_many`."""
 
     field_inspectors = [SelfDescribingFieldInspector, *SwaggerAutoSchema.field_inspectors]
+
+    def get_response_serializers(self):
+        responses = super().get_response_serializers()
+        for status in EVERY_REQUEST:
+            responses.setdefault(str(status), error_response(status))
+        return responses
 
     def should_page(self):
         # Explicit: drf-yasg's guess pages every `list` action, including unpaged ones.

@@ -46,7 +46,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
-    "django_filters",
     "drf_yasg",
     "users",
     "stocks",
@@ -54,6 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "stockflow.middleware.RequestHeadLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "stockflow.middleware.BodySizeLimitMiddleware",
@@ -125,6 +125,11 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# Longest request line (method, path and query string) and longest header (name and value), in
+# bytes: longer is a JSON 414 / 431. gunicorn's own defaults; gunicorn.conf.py lets requests up
+# to 8190 / 32768 bytes through to Django, so raise these past that only together with it.
+MAX_REQUEST_LINE_BYTES = env.int("MAX_REQUEST_LINE_BYTES", default=4094)
+MAX_HEADER_BYTES = env.int("MAX_HEADER_BYTES", default=8190)
 
 # --- Cache ------------------------------------------------------------------------------
 CACHE_TTL = env.int("CACHE_TTL", default=60)
@@ -227,6 +232,8 @@ CELERY_BEAT_SCHEDULE = {
 PAGE_SIZE = env.int("PAGE_SIZE", default=50)
 MAX_PAGE_SIZE = env.int("MAX_PAGE_SIZE", default=500)
 MAX_QUOTES_PER_REQUEST = env.int("MAX_QUOTES_PER_REQUEST", default=1000)
+# How far ahead of the server's clock a quote's timestamp may be (clock skew of a feed).
+QUOTE_MAX_FUTURE_SECONDS = env.int("QUOTE_MAX_FUTURE_SECONDS", default=300)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

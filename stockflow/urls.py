@@ -8,10 +8,11 @@ from rest_framework import permissions
 from rest_framework.routers import SimpleRouter
 
 from stocks.views import StockViewSet
-from transactions.views import TransactionViewSet
+from transactions.views import PortfolioView, TransactionViewSet
 from users.views import ObtainTokenView, UserViewSet, admin_login
 
 from .health import health
+from .index import index
 
 router = SimpleRouter()
 # A missing trailing slash must still route (no redirect that turns a POST into a GET).
@@ -21,6 +22,11 @@ router.register("stocks", StockViewSet, basename="stock")
 router.register("transactions", TransactionViewSet, basename="transaction")
 
 api_patterns = [
+    re_path(r"^$", index, name="index"),
+    # The portfolio lives under the account's URL, but positions belong to transactions/.
+    re_path(
+        r"^users/(?P<username>[^/\x00]+)/portfolio/?$", PortfolioView.as_view(), name="portfolio"
+    ),
     *router.urls,
     re_path(r"^auth/token/?$", ObtainTokenView.as_view(), name="auth-token"),
     re_path(r"^health/?$", health, name="health"),

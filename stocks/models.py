@@ -3,10 +3,8 @@
 from django.db import models
 from django.db.models import F, Q
 
-from stockflow.money import PRICE_MAX_DIGITS
-
-TICKER_MAX_LENGTH = 10
-TICKER_REGEX = r"^[A-Z0-9.\-]{1,10}$"
+from stockflow.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
+from stockflow.text import TICKER_MAX_LENGTH
 
 
 class StockDataQuerySet(models.QuerySet):
@@ -22,10 +20,14 @@ class StockDataQuerySet(models.QuerySet):
 
 class StockData(models.Model):
     ticker = models.CharField(max_length=TICKER_MAX_LENGTH)
-    open_price = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=4)
-    close_price = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=4)
-    high = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=4)
-    low = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=4)
+    open_price = models.DecimalField(
+        max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES
+    )
+    close_price = models.DecimalField(
+        max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES
+    )
+    high = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES)
+    low = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES)
     volume = models.BigIntegerField()
     timestamp = models.DateTimeField()
 

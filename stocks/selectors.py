@@ -4,7 +4,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from stockflow.cache import QUOTES_NAMESPACE, cached
+from stockflow.filters import within
 
+from .errors import UnknownTicker
 from .models import StockData
 
 
@@ -29,12 +31,17 @@ def latest_quotes_cached() -> list[dict]:
     )
 
 
-def latest_quote_cached(*, ticker: str) -> dict | None:
+def latest_quote_cached(*, ticker: str) -> dict:
+    """The latest quote of `ticker`; UnknownTicker if it has none."""
+
     def load():
         quote = StockData.objects.filter(ticker=ticker).order_by("-timestamp").first()
         return quote_as_dict(quote) if quote else None
 
-    return cached(QUOTES_NAMESPACE, f"latest:{ticker}", load)
+    quote = cached(QUOTES_NAMESPACE, f"latest:{ticker}", load)
+    if quote is None:
+        raise UnknownTicker(ticker=ticker)
+    return quote
 
 
 def latest_close(*, ticker: str) -> Decimal | None:
@@ -55,9 +62,6 @@ def latest_closes(*, tickers: list[str]) -> dict[str, Decimal]:
 
 
 def quote_history(*, ticker: str, start: datetime | None, end: datetime | None):
-    quotes = StockData.objects.filter(ticker=ticker)
-    if start is not None:
-        quotes = quotes.filter(timestamp__gte=start)
-    if end is not None:
-        quotes = quotes.filter(timestamp__lte=end)
+    """That ticker's quotes in [start, end], oldest first."""
+    quotes = within(StockData.objects.filter(ticker=ticker), start=start, end=end)
     return quotes.order_by("timestamp", "id")

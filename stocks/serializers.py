@@ -4,9 +4,19 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from stockflow.errors import DomainError
 from stockflow.fields import DecimalField, TickerField, TimestampField, WholeNumberField
+from stockflow.filters import TimeRangeSerializer
+from stockflow.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 
-PRICE = {"max_digits": 18, "decimal_places": 4, "help_text": "> 0, at most 4 decimal places."}
+from .services import quote_timestamp_check
+
+PRICE = {
+    "max_digits": PRICE_MAX_DIGITS,
+    "decimal_places": PRICE_DECIMAL_PLACES,
+    "help_text": f"> 0, at most {PRICE_DECIMAL_PLACES} decimal places.",
+}
+MAX_QUOTE_VOLUME = 2**63 - 1  # PostgreSQL's bigint
 QUOTE_EXAMPLE = {
     "ticker": "AAPL",
     "open_price": "189.5000",
@@ -25,12 +35,23 @@ class QuoteSerializer(serializers.Serializer):
     close_price = DecimalField(**PRICE)
     high = DecimalField(**PRICE)
     low = DecimalField(**PRICE)
-    volume = WholeNumberField(min_value=0, max_value=9_223_372_036_854_775_807)
-    timestamp = TimestampField(required=False, help_text="Defaults to now.")
+    volume = WholeNumberField(min_value=0, max_value=MAX_QUOTE_VOLUME)
+    timestamp = TimestampField(
+        required=False,
+        help_text=f"Defaults to now; at most {settings.QUOTE_MAX_FUTURE_SECONDS} seconds ahead "
+        "of the server's clock.",
+    )
 
     class Meta:
         ref_name = "Quote"
         swagger_schema_fields = {"example": {"id": 1042, **QUOTE_EXAMPLE}}
+
+    def validate_timestamp(self, value):
+        try:
+            quote_timestamp_check(timestamp=value)
+        except DomainError as exc:  # answered on the field, and in a list at its index
+            raise serializers.ValidationError(exc.detail) from exc
+        return value
 
     def validate(self, attrs):
         errors = {}
@@ -60,14 +81,6 @@ class QuoteListSerializer(serializers.ListSerializer):
         super().__init__(*args, **kwargs)
 
 
-class HistoryQuerySerializer(serializers.Serializer):
-    start = TimestampField(required=False)
-    end = TimestampField(required=False, end_of_day=True)
-
+class HistoryQuerySerializer(TimeRangeSerializer):
     class Meta:
         ref_name = "QuoteHistoryQuery"
-
-    def validate(self, attrs):
-        if "start" in attrs and "end" in attrs and attrs["start"] > attrs["end"]:
-            raise serializers.ValidationError({"end": ["end must not be before start."]})
-        return attrs

@@ -1,32 +1,78 @@
-"""Market data ingestion."""
+"""Market data ingestion and removal: every write to quotes, from any path, goes through here.
 
+The API, the admin and the management commands all call these, so every quote is checked
+the same way, upper-cased the same way, and the cached latest quotes are invalidated
+after the write commits.
+"""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import IntegrityError
+from django.db.models import QuerySet
 from django.db.transaction import atomic
+from django.utils import timezone
 
 from stockflow.cache import QUOTES_NAMESPACE, invalidate_on_commit
-from stockflow.exceptions import Conflict
+from stockflow.text import upper_ascii
 
+from .errors import DuplicateQuote, DuplicateQuoteInRequest, QuoteFromTheFuture
 from .models import StockData
 
 
+def quote_timestamp_check(*, timestamp: datetime, now: datetime | None = None) -> None:
+    """Refuse a quote dated more than QUOTE_MAX_FUTURE_SECONDS ahead of the server's clock.
+
+    A feed with a wrong clock or a mistyped year would otherwise become the ticker's latest
+    quote, and price every market order, until time caught up with it.
+    """
+    allowed = settings.QUOTE_MAX_FUTURE_SECONDS
+    if timestamp > (now or timezone.now()) + timedelta(seconds=allowed):
+        raise QuoteFromTheFuture(seconds=allowed)
+
+
 def quotes_ingest(*, quotes: list[dict]) -> list[StockData]:
-    """Store validated quotes all-or-nothing; a repeated (ticker, timestamp) is a 409."""
-    seen = set()
+    """Store quotes all-or-nothing; a repeated (ticker, timestamp) is a conflict."""
+    now = timezone.now()
+    rows, seen = [], set()
     for quote in quotes:
+        quote = {**quote, "ticker": upper_ascii(quote["ticker"])}
+        quote.setdefault("timestamp", now)
+        quote_timestamp_check(timestamp=quote["timestamp"], now=now)
         key = (quote["ticker"], quote["timestamp"])
         if key in seen:
-            raise Conflict(
-                f"Quote for {key[0]} at {key[1].isoformat()} appears twice in the request.",
-                "duplicate_quote",
-            )
+            raise DuplicateQuoteInRequest(ticker=key[0], timestamp=key[1].isoformat())
         seen.add(key)
-    rows = [StockData(**quote) for quote in quotes]
+        rows.append(StockData(**quote))
     try:
         with atomic():
             created = StockData.objects.bulk_create(rows)
             invalidate_on_commit(QUOTES_NAMESPACE)
     except IntegrityError as exc:
-        raise Conflict(
-            "A quote for the same ticker and timestamp already exists.", "duplicate_quote"
-        ) from exc
+        raise DuplicateQuote() from exc
     return created
+
+
+def quote_update(*, quote: StockData, **changes) -> StockData:
+    """Correct a stored quote (an operator fixing bad data), checked like a new one."""
+    if "ticker" in changes:
+        changes["ticker"] = upper_ascii(changes["ticker"])
+    if "timestamp" in changes:
+        quote_timestamp_check(timestamp=changes["timestamp"])
+    for name, value in changes.items():
+        setattr(quote, name, value)
+    try:
+        with atomic():
+            quote.save(update_fields=list(changes) or None)
+            invalidate_on_commit(QUOTES_NAMESPACE)
+    except IntegrityError as exc:
+        raise DuplicateQuote() from exc
+    return quote
+
+
+def quotes_delete(*, quotes: QuerySet[StockData]) -> int:
+    """Delete quotes (an operator correcting bad data); returns how many were deleted."""
+    with atomic():
+        deleted, _ = quotes.delete()
+        invalidate_on_commit(QUOTES_NAMESPACE)
+    return deleted

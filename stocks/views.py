@@ -8,11 +8,11 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from stockflow.exceptions import NotFound
 from stockflow.fields import TickerField
 from stockflow.permissions import IsStaffOrMarketDataFeed
-from stockflow.schema import BODY, COMMON, error_response, errors
+from stockflow.schema import BODY, COMMON, error_response, errors, example_of
 
+from .errors import DuplicateQuote, UnknownTicker
 from .selectors import latest_quote_cached, latest_quotes_cached, quote_history
 from .serializers import HistoryQuerySerializer, QuoteListSerializer, QuoteSerializer
 from .services import quotes_ingest
@@ -20,7 +20,7 @@ from .services import quotes_ingest
 UNKNOWN_TICKER = error_response(
     404,
     "No quotes for this ticker.",
-    {"detail": "No quotes for ticker 'ZZZZ'.", "code": "unknown_ticker"},
+    example_of(UnknownTicker(ticker="ZZZZ")),
 )
 BAD_TICKER = error_response(
     400,
@@ -70,10 +70,7 @@ class StockViewSet(viewsets.GenericViewSet):
             409: error_response(
                 409,
                 "A quote for this ticker and timestamp is already stored, or sent twice.",
-                {
-                    "detail": "A quote for the same ticker and timestamp already exists.",
-                    "code": "duplicate_quote",
-                },
+                example_of(DuplicateQuote()),
             ),
         },
     )
@@ -113,10 +110,7 @@ class StockViewSet(viewsets.GenericViewSet):
     )
     def retrieve(self, request, ticker=None):
         ticker = _clean_ticker(ticker)
-        quote = latest_quote_cached(ticker=ticker)
-        if quote is None:
-            raise NotFound(f"No quotes for ticker '{ticker}'.", "unknown_ticker")
-        return Response(QuoteSerializer(quote).data)
+        return Response(QuoteSerializer(latest_quote_cached(ticker=ticker)).data)
 
     @swagger_auto_schema(
         operation_id="stocks_history",
@@ -138,9 +132,7 @@ class StockViewSet(viewsets.GenericViewSet):
         ticker = _clean_ticker(ticker)
         query = HistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        if latest_quote_cached(ticker=ticker) is None:
-            raise NotFound(f"No quotes for ticker '{ticker}'.", "unknown_ticker")
-        bounds = query.validated_data
-        quotes = quote_history(ticker=ticker, start=bounds.get("start"), end=bounds.get("end"))
+        latest_quote_cached(ticker=ticker)  # UnknownTicker (404) when it has no quotes
+        quotes = quote_history(ticker=ticker, **query.bounds)
         page = self.paginate_queryset(quotes)
         return self.get_paginated_response(QuoteSerializer(page, many=True).data)

@@ -5,8 +5,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from stockflow.money import CASH_MAX_DIGITS, PRICE_MAX_DIGITS
-from stocks.models import TICKER_MAX_LENGTH
+from stockflow.money import (
+    CASH_DECIMAL_PLACES,
+    CASH_MAX_DIGITS,
+    PRICE_DECIMAL_PLACES,
+    PRICE_MAX_DIGITS,
+)
+from stockflow.text import TICKER_MAX_LENGTH
 
 
 class TransactionType(models.TextChoices):
@@ -33,8 +38,12 @@ class Transaction(models.Model):
     ticker = models.CharField(max_length=TICKER_MAX_LENGTH)
     transaction_type = models.CharField(max_length=4, choices=TransactionType.choices)
     transaction_volume = models.BigIntegerField()
-    unit_price = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=4)
-    transaction_price = models.DecimalField(max_digits=CASH_MAX_DIGITS, decimal_places=2)
+    unit_price = models.DecimalField(
+        max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES
+    )
+    transaction_price = models.DecimalField(
+        max_digits=CASH_MAX_DIGITS, decimal_places=CASH_DECIMAL_PLACES
+    )
     status = models.CharField(
         max_length=9, choices=TransactionStatus.choices, default=TransactionStatus.PENDING
     )
@@ -80,7 +89,9 @@ class Position(models.Model):
     )
     ticker = models.CharField(max_length=TICKER_MAX_LENGTH)
     quantity = models.BigIntegerField(default=0)
-    average_cost = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=4, default=0)
+    average_cost = models.DecimalField(
+        max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES, default=0
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

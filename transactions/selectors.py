@@ -1,26 +1,48 @@
-"""Transaction and portfolio reads."""
+"""Transaction and portfolio reads; valuing a portfolio is a pure function of what is read."""
 
 from datetime import datetime
+from decimal import Decimal
 
+from stockflow.filters import within
+from stockflow.money import ZERO, quantize_cash
 from stocks.selectors import latest_closes
 from users.models import User
 
 from .models import Position, Transaction
-from .services import portfolio_value
 
 
 def transactions_for_user(*, user_id: int, start: datetime | None, end: datetime | None):
     """A user's transactions newest first, optionally within [start, end]."""
-    txns = Transaction.objects.filter(user_id=user_id)
-    if start is not None:
-        txns = txns.filter(timestamp__gte=start)
-    if end is not None:
-        txns = txns.filter(timestamp__lte=end)
+    txns = within(Transaction.objects.filter(user_id=user_id), start=start, end=end)
     return txns.order_by("-timestamp", "-id")
 
 
+def portfolio_value(
+    *, cash: Decimal, positions: list[Position], closes: dict[str, Decimal]
+) -> dict:
+    """Value positions at their latest close: market value and P&L in cents, equity."""
+    rows = []
+    market_total = ZERO
+    for position in positions:
+        last_price = closes.get(position.ticker)  # None only if an operator deleted its quotes
+        cost = quantize_cash(position.average_cost * position.quantity)
+        market_value = quantize_cash(last_price * position.quantity) if last_price else None
+        market_total += market_value or ZERO
+        rows.append(
+            {
+                "ticker": position.ticker,
+                "quantity": position.quantity,
+                "average_cost": position.average_cost,
+                "last_price": last_price,
+                "market_value": market_value,
+                "unrealized_pnl": market_value - cost if market_value is not None else None,
+            }
+        )
+    return {"cash": cash, "positions": rows, "equity": cash + market_total}
+
+
 def portfolio_for_user(*, user: User) -> dict:
-    """The user's open positions and their latest closes, valued by the money rules."""
+    """The user's open positions valued at their tickers' latest closes."""
     positions = list(Position.objects.filter(user=user, quantity__gt=0).order_by("ticker"))
     closes = latest_closes(tickers=[p.ticker for p in positions])
     return {

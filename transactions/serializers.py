@@ -1,12 +1,22 @@
-"""Transaction serializers: submission input, filters, and the transaction representation."""
+"""Transaction serializers: submission input, filters, transactions and the portfolio."""
 
 from rest_framework import serializers
 
-from stockflow.fields import WS, TickerField, TimestampField, WholeNumberField, upper_ascii
+from stockflow.fields import WS, TickerField, WholeNumberField
+from stockflow.filters import TimeRangeSerializer
+from stockflow.money import (
+    CASH_DECIMAL_PLACES,
+    CASH_MAX_DIGITS,
+    MAX_ORDER_VOLUME,
+    PRICE_DECIMAL_PLACES,
+    PRICE_MAX_DIGITS,
+)
+from stockflow.text import upper_ascii
 
 from .models import Transaction, TransactionType
 
-MAX_VOLUME = 1_000_000_000
+CASH = {"max_digits": CASH_MAX_DIGITS, "decimal_places": CASH_DECIMAL_PLACES}
+PRICE = {"max_digits": PRICE_MAX_DIGITS, "decimal_places": PRICE_DECIMAL_PLACES}
 
 
 class TransactionTypeField(serializers.ChoiceField):
@@ -35,7 +45,7 @@ class TransactionSubmitSerializer(serializers.Serializer):
     user = WholeNumberField(required=False, min_value=1, help_text="Synonym of user_id.")
     ticker = TickerField()
     transaction_type = TransactionTypeField(help_text="buy or sell, any case")
-    transaction_volume = WholeNumberField(min_value=1, max_value=MAX_VOLUME)
+    transaction_volume = WholeNumberField(min_value=1, max_value=MAX_ORDER_VOLUME)
 
     class Meta:
         ref_name = "TransactionSubmit"
@@ -88,17 +98,47 @@ class TransactionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TransactionFilterSerializer(serializers.Serializer):
-    start_timestamp = TimestampField(required=False)
-    end_timestamp = TimestampField(required=False, end_of_day=True)
+class TransactionFilterSerializer(TimeRangeSerializer):
+    start_name, end_name = "start_timestamp", "end_timestamp"
 
     class Meta:
         ref_name = "TransactionFilter"
 
-    def validate(self, attrs):
-        start, end = attrs.get("start_timestamp"), attrs.get("end_timestamp")
-        if start and end and start > end:
-            raise serializers.ValidationError(
-                {"end_timestamp": ["end_timestamp must not be before start_timestamp."]}
-            )
-        return attrs
+
+class PositionSerializer(serializers.Serializer):
+    ticker = serializers.CharField()
+    quantity = serializers.IntegerField()
+    average_cost = serializers.DecimalField(**PRICE)
+    last_price = serializers.DecimalField(**PRICE, allow_null=True)
+    market_value = serializers.DecimalField(**CASH, allow_null=True)
+    unrealized_pnl = serializers.DecimalField(**CASH, allow_null=True)
+
+    class Meta:
+        ref_name = "PortfolioPosition"
+
+
+class PortfolioSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    cash = serializers.DecimalField(**CASH)
+    positions = PositionSerializer(many=True)
+    equity = serializers.DecimalField(**CASH)
+
+    class Meta:
+        ref_name = "Portfolio"
+        swagger_schema_fields = {
+            "example": {
+                "username": "alice",
+                "cash": "8087.50",
+                "positions": [
+                    {
+                        "ticker": "AAPL",
+                        "quantity": 10,
+                        "average_cost": "191.2500",
+                        "last_price": "195.0000",
+                        "market_value": "1950.00",
+                        "unrealized_pnl": "37.50",
+                    }
+                ],
+                "equity": "10037.50",
+            }
+        }

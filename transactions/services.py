@@ -17,11 +17,12 @@ from django.db.transaction import atomic, on_commit
 from django.utils import timezone
 
 from stockflow.cache import invalidate_on_commit, user_namespace
-from stockflow.exceptions import Conflict, NotFound
 from stockflow.money import ZERO, quantize_cash, quantize_price
+from stocks.errors import UnknownTicker
 from stocks.selectors import latest_close
 from users.models import User
 
+from .errors import NotPending
 from .models import FailureReason, Position, Transaction, TransactionStatus, TransactionType
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def transaction_submit(
     """Store a market order priced at the latest close; settlement happens asynchronously."""
     unit_price = latest_close(ticker=ticker)
     if unit_price is None:
-        raise NotFound(f"No quotes for ticker '{ticker}'.", "unknown_ticker")
+        raise UnknownTicker(ticker=ticker)
     with atomic():
         txn = Transaction.objects.create(
             user=user,
@@ -109,11 +110,7 @@ def transaction_cancel(*, transaction: Transaction) -> Transaction:
     ).update(status=TransactionStatus.CANCELLED, settled_at=timezone.now())
     transaction.refresh_from_db()
     if not cancelled:
-        raise Conflict(
-            f"Transaction {transaction.pk} is already {transaction.status}; "
-            "only pending transactions can be cancelled.",
-            "not_pending",
-        )
+        raise NotPending(transaction_id=transaction.pk, status=transaction.status)
     logger.info(
         "transaction_cancelled transaction_id=%s user_id=%s", transaction.pk, transaction.user_id
     )
@@ -211,30 +208,6 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
             txn.failure_reason or "-",
         )
     return pending
-
-
-def portfolio_value(
-    *, cash: Decimal, positions: list[Position], closes: dict[str, Decimal]
-) -> dict:
-    """Value positions at their latest close: market value and P&L in cents, equity."""
-    rows = []
-    market_total = ZERO
-    for position in positions:
-        last_price = closes.get(position.ticker)  # None only if an operator deleted its quotes
-        cost = quantize_cash(position.average_cost * position.quantity)
-        market_value = quantize_cash(last_price * position.quantity) if last_price else None
-        market_total += market_value or ZERO
-        rows.append(
-            {
-                "ticker": position.ticker,
-                "quantity": position.quantity,
-                "average_cost": position.average_cost,
-                "last_price": last_price,
-                "market_value": market_value,
-                "unrealized_pnl": market_value - cost if market_value is not None else None,
-            }
-        )
-    return {"cash": cash, "positions": rows, "equity": cash + market_total}
 
 
 def transactions_requeue_stale(*, older_than_seconds: float) -> list[int]:

@@ -1,20 +1,24 @@
-"""Transaction endpoints: submit, list (with date filters), read one, cancel while pending."""
+"""Transaction endpoints: submit, list (with date filters), read one, cancel while pending;
+and the portfolio, which values the positions that settlement keeps."""
 
 import re
 
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
-from rest_framework import status, viewsets
+from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from stockflow.exceptions import ApplicationError, NotFound
-from stockflow.permissions import account_for
-from stockflow.schema import ACCOUNT, BODY, error_response, errors
+from stockflow.schema import ACCOUNT, BODY, error_response, errors, example_of
+from users.errors import NotYourAccount, UnknownUserId
+from users.selectors import account_for
+from users.views import UNKNOWN_USER as UNKNOWN_USERNAME
 
+from .errors import InvalidIdempotencyKey, NotPending, UnknownTransaction
 from .models import Transaction
-from .selectors import transactions_for_user
+from .selectors import portfolio_for_user, transactions_for_user
 from .serializers import (
+    PortfolioSerializer,
     TransactionFilterSerializer,
     TransactionSerializer,
     TransactionSubmitSerializer,
@@ -35,11 +39,9 @@ IDEMPOTENCY_HEADER = openapi.Parameter(
 NOT_YOURS = error_response(
     403,
     "Another user's account (staff may act on any).",
-    {"detail": "You may only access your own account.", "code": "permission_denied"},
+    example_of(NotYourAccount()),
 )
-UNKNOWN_USER = error_response(
-    404, "No such user.", {"detail": "No user with id 999.", "code": "unknown_user"}
-)
+UNKNOWN_USER = error_response(404, "No such user.", example_of(UnknownUserId(user_id=999)))
 LISTED = {
     "paginated": True,
     "responses": {
@@ -55,7 +57,7 @@ ONE = {
     404: error_response(
         404,
         "No such user, or no such transaction of this user.",
-        {"detail": "No transaction 311 for user 7.", "code": "unknown_transaction"},
+        example_of(UnknownTransaction(transaction_id=311, user_id=7)),
     ),
 }
 
@@ -63,9 +65,7 @@ ONE = {
 def _idempotency_key(request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-        raise ApplicationError(
-            "Idempotency-Key must be 1-64 printable ASCII characters.", "invalid_idempotency_key"
-        )
+        raise InvalidIdempotencyKey()
     return key
 
 
@@ -100,7 +100,7 @@ class TransactionViewSet(viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = _idempotency_key(request)
-        user = account_for(request, user_id=data.pop("user_id") or request.user.pk)
+        user = account_for(caller=request.user, user_id=data.pop("user_id") or request.user.pk)
         if key is None:
             txn, created = transaction_submit(user=user, **data), True
         else:
@@ -113,12 +113,8 @@ class TransactionViewSet(viewsets.GenericViewSet):
     def _list(self, request, user_id, filters: dict):
         query = TransactionFilterSerializer(data=filters)
         query.is_valid(raise_exception=True)
-        user = account_for(request, user_id=int(user_id))
-        txns = transactions_for_user(
-            user_id=user.pk,
-            start=query.validated_data.get("start_timestamp"),
-            end=query.validated_data.get("end_timestamp"),
-        )
+        user = account_for(caller=request.user, user_id=int(user_id))
+        txns = transactions_for_user(user_id=user.pk, **query.bounds)
         page = self.paginate_queryset(txns)
         return self.get_paginated_response(TransactionSerializer(page, many=True).data)
 
@@ -152,12 +148,10 @@ class TransactionViewSet(viewsets.GenericViewSet):
         return self._list(request, user_id, filters)
 
     def _transaction(self, request, user_id, transaction_id) -> Transaction:
-        user = account_for(request, user_id=int(user_id))
+        user = account_for(caller=request.user, user_id=int(user_id))
         txn = Transaction.objects.filter(pk=int(transaction_id), user=user).first()
         if txn is None:
-            raise NotFound(
-                f"No transaction {transaction_id} for user {user_id}.", "unknown_transaction"
-            )
+            raise UnknownTransaction(transaction_id=transaction_id, user_id=user_id)
         return txn
 
     @swagger_auto_schema(
@@ -179,11 +173,7 @@ class TransactionViewSet(viewsets.GenericViewSet):
             409: error_response(
                 409,
                 "No longer pending.",
-                {
-                    "detail": "Transaction 311 is already completed; only pending transactions "
-                    "can be cancelled.",
-                    "code": "not_pending",
-                },
+                example_of(NotPending(transaction_id=311, status="completed")),
             ),
         },
     )
@@ -198,3 +188,24 @@ class TransactionViewSet(viewsets.GenericViewSet):
         if request.method == "DELETE":
             txn = transaction_cancel(transaction=txn)
         return Response(TransactionSerializer(txn).data)
+
+
+class PortfolioView(generics.GenericAPIView):
+    """`/users/{username}/portfolio/`: under the account's URL, but positions are ours."""
+
+    serializer_class = PortfolioSerializer
+
+    @swagger_auto_schema(
+        operation_id="users_portfolio",
+        operation_summary="Portfolio (owner or staff)",
+        operation_description="Cash, open positions valued at each ticker's latest close, and "
+        "equity = cash + market value. A position whose ticker has no quote has null values.",
+        responses={
+            200: openapi.Response("The portfolio.", PortfolioSerializer),
+            **errors(*ACCOUNT),
+            404: UNKNOWN_USERNAME,
+        },
+    )
+    def get(self, request, username=None):
+        user = account_for(caller=request.user, username=username)
+        return Response(PortfolioSerializer(portfolio_for_user(user=user)).data)

@@ -1,11 +1,10 @@
-"""Admin for users: the Django user admin plus the cash balance."""
+"""Admin for users: the Django user admin plus the cash balance, writing through the services."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from stockflow.cache import invalidate_on_commit, user_namespace
-
 from .models import User
+from .services import user_register, user_update
 
 
 @admin.register(User)
@@ -25,5 +24,14 @@ class UserAdmin(DjangoUserAdmin):
         return fields if obj is None else (*fields, "balance")
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        invalidate_on_commit(user_namespace(obj.username))
+        if change:
+            user_update(user=obj)
+            return
+        data = form.cleaned_data
+        registered = user_register(
+            username=data["username"],
+            balance=data["balance"],
+            password=data["password1"] if data.get("set_usable_password", True) else None,
+        )
+        # The admin goes on with `obj` (related fields, the log entry): make it that row.
+        vars(obj).update(vars(registered))

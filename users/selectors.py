@@ -1,15 +1,49 @@
-"""User reads; the detail read is cached per user and invalidated after balance changes."""
+"""Account reads: who may act on which account, and the cached account detail.
+
+An account is readable and tradable by its owner and by staff. A caller naming another
+account is refused before any lookup, so they cannot learn which other accounts exist;
+staff naming an unknown one learn that it does not exist.
+"""
 
 from stockflow.cache import cached, user_namespace
 
+from .errors import NotYourAccount, UnknownUser, UnknownUserId
 from .models import User
 
 
-def user_detail_cached(*, username: str) -> dict | None:
-    """`{id, username, balance, created_at}` for `username`, or None when no such user."""
+def _is_caller(caller: User, user_id: int | None, username: str | None) -> bool:
+    return (user_id is not None and caller.pk == user_id) or (
+        username is not None and caller.get_username().lower() == username.lower()
+    )
+
+
+def account_check_access(*, caller: User, user_id: int | None = None, username: str | None = None):
+    """Refuse (NotYourAccount) unless the caller is staff or is the account named."""
+    if not (caller.is_staff or _is_caller(caller, user_id, username)):
+        raise NotYourAccount()
+
+
+def account_for(*, caller: User, user_id: int | None = None, username: str | None = None) -> User:
+    """The account named by id or username, if the caller may act on it."""
+    account_check_access(caller=caller, user_id=user_id, username=username)
+    if _is_caller(caller, user_id, username):
+        return caller  # authentication already loaded the row
+    if user_id is not None:
+        account = User.objects.filter(pk=user_id).first()
+        if account is None:
+            raise UnknownUserId(user_id=user_id)
+        return account
+    account = User.objects.named(username).first()
+    if account is None:
+        raise UnknownUser(username=username)
+    return account
+
+
+def user_detail_cached(*, username: str) -> dict:
+    """`{id, username, balance, created_at}` of the account called `username` (any case)."""
 
     def load():
-        user = User.objects.filter(username=username).first()
+        user = User.objects.named(username).first()
         if user is None:
             return None
         return {
@@ -19,4 +53,7 @@ def user_detail_cached(*, username: str) -> dict | None:
             "created_at": user.created_at,
         }
 
-    return cached(user_namespace(username), "detail", load)
+    detail = cached(user_namespace(username), "detail", load)
+    if detail is None:
+        raise UnknownUser(username=username)
+    return detail

@@ -1,4 +1,4 @@
-"""User operations: registration."""
+"""User operations: registration and operators' profile changes."""
 
 from decimal import Decimal
 
@@ -6,18 +6,23 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.db.transaction import atomic
-from rest_framework.authtoken.models import Token
 
-from stockflow.exceptions import Conflict
+from stockflow.cache import invalidate_on_commit, user_namespace
 
+from .errors import DuplicateUsername
 from .models import User
 
 
-def user_register(*, username: str, balance: Decimal, password: str | None = None) -> User:
-    """Create a user with an opening balance and a token (`user.auth_token`)."""
-    if User.objects.filter(username__iexact=username).exists():
-        raise Conflict(f"Username '{username}' is already taken.", "duplicate_username")
-    user = User(username=username, balance=balance)
+def user_register(
+    *, username: str, balance: Decimal, password: str | None = None, staff: bool = False
+) -> User:
+    """Create a user with an opening balance and a token (`user.auth_token`).
+
+    `staff` makes an operator: staff and superuser, for the admin and market data writes.
+    """
+    if User.objects.named(username).exists():  # the common case, without a failed insert
+        raise DuplicateUsername(username=username)
+    user = User(username=username, balance=balance, is_staff=staff, is_superuser=staff)
     if password:
         try:
             validate_password(password, user)
@@ -29,7 +34,22 @@ def user_register(*, username: str, balance: Decimal, password: str | None = Non
     try:
         with atomic():
             user.save()
-            Token.objects.create(user=user)
-    except IntegrityError as exc:  # a concurrent registration won the race
-        raise Conflict(f"Username '{username}' is already taken.", "duplicate_username") from exc
+            user.issue_token()
+    except IntegrityError as exc:
+        # A concurrent registration of any case of the name won the race: the unique
+        # index on LOWER(username) refused this one.
+        raise DuplicateUsername(username=username) from exc
+    return user
+
+
+def user_update(*, user: User) -> User:
+    """Save an operator's change to an account's profile (name, email, flags, password).
+
+    The balance is not a profile field: after registration only settlement moves cash.
+    Both the old and the new name's cached detail are dropped once the change commits.
+    """
+    with atomic():
+        previous = User.objects.filter(pk=user.pk).values_list("username", flat=True).first()
+        user.save()
+        invalidate_on_commit(*{user_namespace(name) for name in (previous, user.username) if name})
     return user

@@ -1,32 +1,24 @@
-"""User endpoints: open registration, staff listing, own-account detail and portfolio."""
+"""User endpoints: open registration, staff listing, own-account detail, token login."""
 
 from django.contrib import admin
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import mixins, permissions, status, viewsets
-from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.decorators import action
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from stockflow.exceptions import NotFound, json_error
+from stockflow.exceptions import json_error
 from stockflow.parsers import DecimalJSONParser
-from stockflow.permissions import account_for, ensure_owner_or_staff
-from stockflow.schema import ACCOUNT, BODY, COMMON, error_response, errors
+from stockflow.schema import ACCOUNT, BODY, COMMON, error_response, errors, example_of
 from stockflow.throttling import FailedLoginThrottle
-from transactions.selectors import portfolio_for_user
 
+from .errors import DuplicateUsername, UnknownUser
 from .models import User
-from .selectors import user_detail_cached
-from .serializers import (
-    PortfolioSerializer,
-    UserCreatedSerializer,
-    UserCreateSerializer,
-    UserSerializer,
-)
+from .selectors import account_check_access, user_detail_cached
+from .serializers import UserCreatedSerializer, UserCreateSerializer, UserSerializer
 from .services import user_register
 
 USERNAME_REGEX = r"[^/\x00]+"  # NUL never reaches the database (PostgreSQL refuses it)
@@ -34,9 +26,7 @@ STAFF_ONLY = {
     "detail": "You do not have permission to perform this action.",
     "code": "permission_denied",
 }
-UNKNOWN_USER = error_response(
-    404, "No such user.", {"detail": "No user 'bob'.", "code": "unknown_user"}
-)
+UNKNOWN_USER = error_response(404, "No such user.", example_of(UnknownUser(username="bob")))
 
 
 class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -64,7 +54,7 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             409: error_response(
                 409,
                 "The username is taken.",
-                {"detail": "Username 'alice' is already taken.", "code": "duplicate_username"},
+                example_of(DuplicateUsername(username="alice")),
             ),
         },
         security=[],
@@ -99,27 +89,8 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         },
     )
     def retrieve(self, request, username=None):
-        ensure_owner_or_staff(request, username=username)
-        detail = user_detail_cached(username=username)
-        if detail is None:
-            raise NotFound(f"No user '{username}'.", "unknown_user")
-        return Response(UserSerializer(detail).data)
-
-    @swagger_auto_schema(
-        operation_id="users_portfolio",
-        operation_summary="Portfolio (owner or staff)",
-        operation_description="Cash, open positions valued at each ticker's latest close, and "
-        "equity = cash + market value. A position whose ticker has no quote has null values.",
-        responses={
-            200: openapi.Response("The portfolio.", PortfolioSerializer),
-            **errors(*ACCOUNT),
-            404: UNKNOWN_USER,
-        },
-    )
-    @action(detail=True, methods=["get"])
-    def portfolio(self, request, username=None):
-        user = account_for(request, username=username)
-        return Response(PortfolioSerializer(portfolio_for_user(user=user)).data)
+        account_check_access(caller=request.user, username=username)
+        return Response(UserSerializer(user_detail_cached(username=username)).data)
 
 
 TOKEN_RESPONSE = openapi.Schema(
@@ -167,8 +138,7 @@ class ObtainTokenView(ObtainAuthToken):
         if not serializer.is_valid():
             throttle.record_failure(request)
             raise ValidationError(serializer.errors)
-        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
-        return Response({"token": token.key})
+        return Response({"token": serializer.validated_data["user"].issue_token().key})
 
 
 def admin_login(request, extra_context=None):

@@ -13,10 +13,14 @@ from rest_framework.exceptions import ParseError
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from stockflow.cache import bump, cached, invalidate_on_commit, user_namespace
-from stockflow.exceptions import Conflict, exception_handler
+from stockflow.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
+from stockflow.exceptions import exception_handler, status_of
 from stockflow.fields import TickerField, TimestampField, parse_timestamp
 from stockflow.money import quantize_cash, quantize_price
 from stockflow.parsers import DecimalJSONParser
+from stocks.errors import DuplicateQuote, DuplicateQuoteInRequest, QuoteFromTheFuture, UnknownTicker
+from transactions.errors import InvalidIdempotencyKey, NotPending, UnknownTransaction
+from users.errors import DuplicateUsername, NotYourAccount, UnknownUser, UnknownUserId
 from users.models import User
 from users.services import user_register
 from users.tests.factories import UserFactory
@@ -320,11 +324,11 @@ def test_register_with_a_strong_password_lets_the_user_log_in():
 def test_register_refuses_a_duplicate_username_whatever_its_case(username):
     UserFactory(username="amy")
 
-    with pytest.raises(Conflict) as exc_info:
+    with pytest.raises(DuplicateUsername) as exc_info:
         user_register(username=username, balance=Decimal("10.00"))
 
-    assert exc_info.value.status_code == 409
-    assert exc_info.value.get_codes() == "duplicate_username"
+    assert status_of(exc_info.value) == 409
+    assert exc_info.value.code == "duplicate_username"
     assert User.objects.count() == 1
     assert Token.objects.count() == 1
 
@@ -374,3 +378,92 @@ def test_database_errors_map_to_the_status_that_names_whose_fault_it_is(error, s
 
 def test_an_unexpected_database_error_stays_a_500_bug():
     assert exception_handler(ProgrammingError("no such column"), {}) is None
+
+
+DOMAIN_ERRORS = [
+    (UnknownUser(username="bob"), 404, {"detail": "No user 'bob'.", "code": "unknown_user"}),
+    (UnknownUserId(user_id=9), 404, {"detail": "No user with id 9.", "code": "unknown_user"}),
+    (
+        NotYourAccount(),
+        403,
+        {"detail": "You may only access your own account.", "code": "permission_denied"},
+    ),
+    (
+        DuplicateUsername(username="amy"),
+        409,
+        {"detail": "Username 'amy' is already taken.", "code": "duplicate_username"},
+    ),
+    (
+        UnknownTicker(ticker="ZZZZ"),
+        404,
+        {"detail": "No quotes for ticker 'ZZZZ'.", "code": "unknown_ticker"},
+    ),
+    (
+        DuplicateQuote(),
+        409,
+        {
+            "detail": "A quote for the same ticker and timestamp already exists.",
+            "code": "duplicate_quote",
+        },
+    ),
+    (
+        DuplicateQuoteInRequest(ticker="AAPL", timestamp="2025-01-02T21:00:00+00:00"),
+        409,
+        {
+            "detail": "Quote for AAPL at 2025-01-02T21:00:00+00:00 appears twice in the request.",
+            "code": "duplicate_quote",
+        },
+    ),
+    (
+        QuoteFromTheFuture(seconds=300),
+        400,
+        {"timestamp": ["A quote may be at most 300 seconds ahead of the server's clock."]},
+    ),
+    (
+        UnknownTransaction(transaction_id=3, user_id=7),
+        404,
+        {"detail": "No transaction 3 for user 7.", "code": "unknown_transaction"},
+    ),
+    (
+        NotPending(transaction_id=3, status="completed"),
+        409,
+        {
+            "detail": "Transaction 3 is already completed; only pending transactions can be "
+            "cancelled.",
+            "code": "not_pending",
+        },
+    ),
+    (
+        InvalidIdempotencyKey(),
+        400,
+        {
+            "detail": "Idempotency-Key must be 1-64 printable ASCII characters.",
+            "code": "invalid_idempotency_key",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "body"), DOMAIN_ERRORS)
+def test_the_exception_handler_gives_each_domain_error_its_status_and_body(error, status, body):
+    response = exception_handler(error, {})
+
+    assert (response.status_code, response.data) == (status, body)
+
+
+def _all_subclasses(cls):
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from _all_subclasses(subclass)
+
+
+def test_every_domain_error_of_the_apps_is_in_the_table_above():
+    kinds = {InvalidInput, NotAllowed, NotFound, Conflict}
+    concrete = {c for c in _all_subclasses(DomainError) if c not in kinds}
+
+    assert concrete == {type(error) for error, _, _ in DOMAIN_ERRORS}
+
+
+def test_no_domain_error_knows_an_http_status():
+    for cls in _all_subclasses(DomainError):
+        assert not hasattr(cls, "status_code"), cls

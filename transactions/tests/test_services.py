@@ -9,10 +9,12 @@ from django.db import IntegrityError
 from django.db.transaction import atomic
 from django.utils import timezone
 
-from stockflow.exceptions import Conflict, NotFound
+from stockflow.exceptions import status_of
 from stockflow.money import CASH_PLACES
+from stocks.errors import UnknownTicker
 from stocks.tests.factories import StockDataFactory
 from transactions import services
+from transactions.errors import NotPending
 from transactions.models import (
     FailureReason,
     Position,
@@ -132,11 +134,11 @@ def test_submit_of_an_unknown_ticker_raises_not_found_and_stores_nothing():
     user = UserFactory()
     StockDataFactory(ticker="AAPL")
 
-    with pytest.raises(NotFound) as exc_info:
+    with pytest.raises(UnknownTicker) as exc_info:
         transaction_submit(user=user, ticker="NOPE", transaction_type=BUY, transaction_volume=1)
 
-    assert exc_info.value.status_code == 404
-    assert exc_info.value.get_codes() == "unknown_ticker"
+    assert status_of(exc_info.value) == 404
+    assert exc_info.value.code == "unknown_ticker"
     assert Transaction.objects.count() == 0
 
 
@@ -563,11 +565,11 @@ def test_cancel_of_a_settled_transaction_is_a_conflict_and_changes_nothing(statu
         status=status, failure_reason=failure_reason, settled_at=SETTLED_EARLIER
     )
 
-    with pytest.raises(Conflict) as exc_info:
+    with pytest.raises(NotPending) as exc_info:
         transaction_cancel(transaction=txn)
 
-    assert exc_info.value.status_code == 409
-    assert exc_info.value.get_codes() == "not_pending"
+    assert status_of(exc_info.value) == 409
+    assert exc_info.value.code == "not_pending"
     reloaded = Transaction.objects.get(pk=txn.pk)
     assert (reloaded.status, reloaded.failure_reason, reloaded.settled_at) == (
         status,
@@ -581,10 +583,10 @@ def test_cancel_after_settlement_reports_the_settled_status_and_changes_nothing(
     txn = TransactionFactory(user=user)  # this in-memory copy still says "pending"
     settle(user)
 
-    with pytest.raises(Conflict) as exc_info:
+    with pytest.raises(NotPending) as exc_info:
         transaction_cancel(transaction=txn)
 
-    assert exc_info.value.get_codes() == "not_pending"
+    assert exc_info.value.code == "not_pending"
     assert "already completed" in str(exc_info.value.detail)
     assert Transaction.objects.get(pk=txn.pk).status == COMPLETED
     assert balance_of(user) == Decimal("900.00")

@@ -21,9 +21,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from stockflow.exceptions import Conflict, NotFound
+from stocks.errors import UnknownTicker
 from stocks.services import quotes_ingest
 from transactions import services
+from transactions.errors import NotPending
 from transactions.models import (
     FailureReason,
     Position,
@@ -347,7 +348,7 @@ class SettlementMachine(RuleBasedStateMachine):
         unquoted = sorted({*TICKERS, NEVER_QUOTED} - set(self.model.latest_close))
         ticker = data.draw(st.sampled_from(unquoted), label="ticker")
 
-        with pytest.raises(NotFound) as exc_info:
+        with pytest.raises(UnknownTicker) as exc_info:
             transaction_submit(
                 user=User.objects.get(pk=user_id),
                 ticker=ticker,
@@ -355,7 +356,7 @@ class SettlementMachine(RuleBasedStateMachine):
                 transaction_volume=transaction_volume,
             )
 
-        assert exc_info.value.get_codes() == "unknown_ticker"
+        assert exc_info.value.code == "unknown_ticker"
         # Nothing was created: the invariants compare every stored transaction to the model.
 
     @precondition(lambda self: self.model.ids_with_status(PENDING))
@@ -375,10 +376,10 @@ class SettlementMachine(RuleBasedStateMachine):
     def cancelling_a_final_transaction_is_refused(self, data):
         pk = data.draw(st.sampled_from(self.model.ids_with_status(*FINAL)), label="transaction_id")
 
-        with pytest.raises(Conflict) as exc_info:
+        with pytest.raises(NotPending) as exc_info:
             transaction_cancel(transaction=Transaction.objects.get(pk=pk))
 
-        assert exc_info.value.get_codes() == "not_pending"
+        assert exc_info.value.code == "not_pending"
         # Nothing changed: the invariants check its status, reason and settled_at.
 
     @rule(user_id=users)

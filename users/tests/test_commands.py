@@ -1,4 +1,4 @@
-"""Operator commands: DRF's token command, createsuperuser from the environment, seed_demo."""
+"""Operator commands: DRF's token command and createsuperuser from the environment."""
 
 from decimal import Decimal
 
@@ -6,7 +6,6 @@ import pytest
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
-from stocks.models import StockData
 from users.models import User
 from users.tests.factories import UserFactory
 
@@ -35,17 +34,3 @@ def test_createsuperuser_noinput_reads_the_django_superuser_variables(monkeypatc
     ops = User.objects.get(username="ops")
     assert (ops.is_staff, ops.is_superuser, ops.balance) == (True, True, Decimal("0.00"))
     assert ops.check_password("a-long-unguessable-password")
-
-
-@pytest.mark.django_db
-def test_seed_demo_loads_quotes_and_accounts_once(capsys):
-    call_command("seed_demo")
-    call_command("seed_demo")
-
-    assert StockData.objects.count() == 5 * 30
-    assert StockData.objects.values("ticker").distinct().count() == 5
-    demo, admin = User.objects.get(username="demo"), User.objects.get(username="admin")
-    assert demo.balance == Decimal("100000.00") and not demo.is_staff
-    assert admin.is_staff and admin.is_superuser
-    assert admin.check_password("admin-pass-2025")
-    assert capsys.readouterr().out.count(Token.objects.get(user=admin).key) == 2

@@ -1,5 +1,8 @@
 """Load demo data: a month of daily quotes for a few tickers, a demo user and a staff user.
 
+Everything goes through the services an API client would reach (`quotes_ingest`,
+`user_register`), so the demo data obeys every rule real data does. It lives here, in the
+trading app, because a demo is something to trade with: quotes and accounts both.
 Safe to run again: existing quotes and users are left as they are. Prints both tokens.
 """
 
@@ -9,11 +12,12 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 from django.db.transaction import atomic
-from rest_framework.authtoken.models import Token
 
 from stockflow.money import quantize_price
 from stocks.models import StockData
+from stocks.services import quotes_ingest
 from users.models import User
+from users.services import user_register
 
 # Ticker -> rough price level, volume level.
 TICKERS = {
@@ -36,7 +40,7 @@ def _trading_days(count: int) -> list[datetime]:
     return sorted(days)
 
 
-def _quotes(ticker: str, level: Decimal, volume: int, days: list[datetime]) -> list[StockData]:
+def _quotes(ticker: str, level: Decimal, volume: int, days: list[datetime]) -> list[dict]:
     rng = random.Random(ticker)  # deterministic per ticker
     close = level
     rows = []
@@ -46,15 +50,15 @@ def _quotes(ticker: str, level: Decimal, volume: int, days: list[datetime]) -> l
         high = quantize_price(max(open_price, close) * Decimal(str(1 + rng.uniform(0, 0.012))))
         low = quantize_price(min(open_price, close) * Decimal(str(1 - rng.uniform(0, 0.012))))
         rows.append(
-            StockData(
-                ticker=ticker,
-                open_price=open_price,
-                close_price=close,
-                high=high,
-                low=low,
-                volume=int(volume * rng.uniform(0.6, 1.4)),
-                timestamp=ts,
-            )
+            {
+                "ticker": ticker,
+                "open_price": open_price,
+                "close_price": close,
+                "high": high,
+                "low": low,
+                "volume": int(volume * rng.uniform(0.6, 1.4)),
+                "timestamp": ts,
+            }
         )
     return rows
 
@@ -71,27 +75,18 @@ class Command(BaseCommand):
         days = _trading_days(TRADING_DAYS)
         for ticker, (level, volume) in TICKERS.items():
             if not StockData.objects.filter(ticker=ticker).exists():
-                StockData.objects.bulk_create(_quotes(ticker, level, volume, days))
+                quotes_ingest(quotes=_quotes(ticker, level, volume, days))
 
-        demo, created = User.objects.get_or_create(
-            username="demo", defaults={"balance": Decimal("100000.00")}
+        accounts = (
+            ("demo", Decimal("100000.00"), options["demo_password"], False),
+            ("admin", Decimal("0.00"), options["admin_password"], True),
         )
-        if created:
-            demo.set_password(options["demo_password"])
-            demo.save()
-        admin, created = User.objects.get_or_create(
-            username="admin",
-            defaults={"is_staff": True, "is_superuser": True, "balance": Decimal("0.00")},
-        )
-        if created:
-            admin.set_password(options["admin_password"])
-            admin.save()
-
-        accounts = ((demo, options["demo_password"]), (admin, options["admin_password"]))
-        for user, password in accounts:
-            token, _ = Token.objects.get_or_create(user=user)
+        for username, balance, password, staff in accounts:
+            user = User.objects.named(username).first() or user_register(
+                username=username, balance=balance, password=password, staff=staff
+            )
             self.stdout.write(
                 f"{'staff' if user.is_staff else 'demo '} user {user.username!r} "
-                f"(password {password!r} if created now): token {token.key}"
+                f"(password {password!r} if created now): token {user.issue_token().key}"
             )
         self.stdout.write(f"quotes for {', '.join(TICKERS)}: {StockData.objects.count()} rows")
