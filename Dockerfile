@@ -1,4 +1,4 @@
-# StockFlow: one image for every process of the Procfile (web, worker, beat, flower).
+# StockFlow: one image for every process of the Procfile (web, ws, worker, beat, flower).
 # docker-compose.yml picks the process with `honcho start -f Procfile <process>`.
 #
 # 3.11.7 is the interpreter the project's virtualenv is built and tested with.
@@ -33,8 +33,8 @@ RUN env -u DATABASE_URL -u REDIS_URL -u SECRET_KEY \
 # Numeric, so runtimes can verify non-root (e.g. Kubernetes runAsNonRoot).
 USER 10001:10001
 
-# web (gunicorn) and flower.
-EXPOSE 8000 5555
+# web (gunicorn), ws (uvicorn: live updates) and flower.
+EXPOSE 8000 8001 5555
 
 # Healthchecks live in docker-compose.yml: they differ per process.
 CMD ["honcho", "start", "-f", "Procfile", "web"]

@@ -5,15 +5,17 @@ settings, so nothing here imports Django models, DRF or the Celery app at module
 those imports wait inside the fixtures until Django is set up.
 """
 
+import json
 import os
 import re
 import shutil
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg2
 import pytest
 import redis
+from asgiref.testing import ApplicationCommunicator
 
 from stockflow.testing import RedisServer, Stack
 
@@ -112,6 +114,43 @@ def client_for(user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")
     return client
+
+
+class WebsocketCommunicator(ApplicationCommunicator):
+    """An in-process WebSocket client of an ASGI application, as channels.testing's (whose
+    package imports daphne and Twisted for its live-server test case, which we do not use)."""
+
+    def __init__(self, application, path: str, headers: list | None = None):
+        url = urlsplit(path)
+        scope = {
+            "type": "websocket",
+            "path": unquote(url.path),
+            "query_string": url.query.encode(),
+            "headers": headers or [],
+            "subprotocols": [],
+        }
+        super().__init__(application, scope)
+
+    async def connect(self, timeout: float = 1) -> tuple[bool, int | None]:
+        """(True, None) once accepted; (False, close code) if refused at the handshake."""
+        await self.send_input({"type": "websocket.connect"})
+        response = await self.receive_output(timeout)
+        if response["type"] == "websocket.close":
+            return False, response.get("code", 1000)
+        assert response["type"] == "websocket.accept", response
+        return True, None
+
+    async def send_to(self, text_data: str):
+        await self.send_input({"type": "websocket.receive", "text": text_data})
+
+    async def receive_json_from(self, timeout: float = 1):
+        response = await self.receive_output(timeout)
+        assert response["type"] == "websocket.send", response
+        return json.loads(response["text"])
+
+    async def disconnect(self, code: int = 1000, timeout: float = 1):
+        await self.send_input({"type": "websocket.disconnect", "code": code})
+        await self.wait(timeout)
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@
 
 It creates its own PostgreSQL database and starts its own redis-server, gunicorn (4
 workers), 2 Celery workers and beat (sweeper every 2 s). Clients submit random buys and
-sells, each with an Idempotency-Key, retrying on errors as a careful client would.
+sells, and among them a deposit or withdrawal per TRANSFER_EVERY orders, each with an
+Idempotency-Key, retrying on errors as a careful client would.
 Meanwhile a fault thread, at random, SIGKILLs a Celery worker (and starts a new one),
 stops Redis for a few seconds, terminates the database connections, or delivers the
 same settlement task five times. At the end it waits for every transaction to be final
@@ -46,6 +47,7 @@ from stockflow.testing import (  # noqa: E402
 
 OPENING = Decimal("10000.00")
 TICKERS = {"SOAKA": "12.3400", "SOAKB": "87.6500", "SOAKC": "250.1000"}
+TRANSFER_EVERY = 50  # orders per deposit or withdrawal, placed among them
 
 
 def log(message: str) -> None:
@@ -181,24 +183,37 @@ def place_orders(stack: Soak, users: list[dict], count: int, concurrency: int) -
     plan = [
         (
             rng.choice(users),
-            rng.choice(list(TICKERS)),
-            "buy" if rng.random() < 0.6 else "sell",
-            rng.randint(1, 20),
+            "/transactions/",
+            {
+                "ticker": rng.choice(list(TICKERS)),
+                "transaction_type": "buy" if rng.random() < 0.6 else "sell",
+                "transaction_volume": rng.randint(1, 20),
+            },
         )
         for _ in range(count)
     ]
+    transfers = random.Random(8)
+    for _ in range(count // TRANSFER_EVERY):
+        user = transfers.choice(users)
+        cents = transfers.randint(1, 300_000)  # up to 3,000.00: withdrawals are often refused
+        direction = transfers.choice(["deposit", "withdrawal"])
+        body = {"direction": direction, "amount": f"{Decimal(cents) / 100:.2f}"}
+        path = f"/users/{user['username']}/transfers/"
+        plan.insert(transfers.randrange(len(plan) + 1), (user, path, body))
 
-    def place(order):
-        user, ticker, side, volume = order
+    def place(request):
+        user, path, body = request
+        kind = "transfer_" if path.endswith("/transfers/") else ""
         headers = {"Authorization": f"Token {user['token']}", "Idempotency-Key": uuid.uuid4().hex}
-        body = {"ticker": ticker, "transaction_type": side, "transaction_volume": volume}
         for attempt in range(20):  # a careful client: retry with the same key
             try:
                 response = requests.post(
-                    f"{stack.url}/transactions/", json=body, headers=headers, timeout=30
+                    f"{stack.url}{path}", json=body, headers=headers, timeout=30
                 )
                 if response.status_code in (200, 201):
-                    return f"http_{response.status_code}" + ("_retried" if attempt else "")
+                    return f"{kind}http_{response.status_code}" + ("_retried" if attempt else "")
+                if kind and response.status_code == 409:  # a withdrawal beyond the buying power
+                    return "transfer_http_409"
                 outcomes[f"retry_after_{response.status_code}"] += 1
             except requests.RequestException as exc:
                 outcomes[f"retry_after_{type(exc).__name__}"] += 1
@@ -210,7 +225,7 @@ def place_orders(stack: Soak, users: list[dict], count: int, concurrency: int) -
         for i, outcome in enumerate(pool.map(place, plan), 1):
             outcomes[outcome] += 1
             if i % 2000 == 0:
-                log(f"{i} orders placed ({i / (time.monotonic() - started):.0f}/s)")
+                log(f"{i} requests placed ({i / (time.monotonic() - started):.0f}/s)")
     return outcomes
 
 
@@ -238,6 +253,12 @@ def check_invariants(stack: Soak, user_ids: list[int], timeout: float) -> int:
             )
             balance, flow = cursor.fetchone()
             cursor.execute(
+                "SELECT COALESCE(SUM(CASE WHEN direction='deposit' THEN amount "
+                "ELSE -amount END), 0) FROM transactions_transfer WHERE user_id = %s",
+                [user_id],
+            )
+            moved = cursor.fetchone()[0]  # deposits - withdrawals
+            cursor.execute(
                 "SELECT t.ticker, SUM(CASE WHEN t.transaction_type='BUY' THEN "
                 "t.transaction_volume ELSE -t.transaction_volume END), "
                 "(SELECT p.quantity FROM transactions_position p "
@@ -248,8 +269,8 @@ def check_invariants(stack: Soak, user_ids: list[int], timeout: float) -> int:
             )
             shares = cursor.fetchall()
             problems = []
-            if OPENING + flow != balance:
-                problems.append(f"cash {balance} != {OPENING} + {flow}")
+            if OPENING + moved + flow != balance:  # invariant 1
+                problems.append(f"cash {balance} != {OPENING} + {moved} (transfers) + {flow}")
             if balance < 0:
                 problems.append(f"negative balance {balance}")
             problems += [
@@ -328,9 +349,14 @@ def main() -> int:
         with stack.db() as conn, conn.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM transactions_transaction")
             stored = cursor.fetchone()[0]
+            cursor.execute("SELECT count(*) FROM transactions_transfer")
+            transfers_stored = cursor.fetchone()[0]
         accepted = sum(n for k, n in outcomes.items() if k.startswith("http_2"))
         log(f"orders accepted {accepted}, transactions stored {stored} (must be equal)")
         failures += accepted != stored
+        transferred = sum(n for k, n in outcomes.items() if k.startswith("transfer_http_2"))
+        log(f"transfers made {transferred}, transfers stored {transfers_stored} (must be equal)")
+        failures += transferred != transfers_stored
         log(f"total wall time {time.monotonic() - started:.0f}s")
         return 1 if failures else 0
     finally:

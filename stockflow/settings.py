@@ -5,6 +5,7 @@ local-memory cache and in-process (eager) Celery tasks. With both set it is the 
 system. `.env.sample` documents every variable read here.
 """
 
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,6 +68,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "stockflow.urls"
 WSGI_APPLICATION = "stockflow.wsgi.application"
+# HTTP and the /ws/ routes (live updates): the `ws` process, and `make run`'s embedded mode.
+ASGI_APPLICATION = "stockflow.asgi.application"
 AUTH_USER_MODEL = "users.User"
 # The admin is the only page with a login form.
 LOGIN_URL = "/admin/login/"
@@ -182,6 +185,47 @@ else:
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
+# --- Live updates (Channels) ------------------------------------------------------------
+# Services publish events after the commit (stockflow/events.py); the WebSocket consumers
+# forward them. WS_MAX_TICKERS bounds the groups one /ws/quotes/ connection may join.
+WS_MAX_TICKERS = env.int("WS_MAX_TICKERS", default=50)
+# Origins a browser page may open a WebSocket from (Channels' patterns: `example.com`,
+# `.example.com`, `https://example.com:8443`, `*`). A client that sends no Origin header
+# (a script, websocat) is not a browser and is let through.
+WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=ALLOWED_HOSTS)
+
+
+def redis_channel_layer_config(url: str, prefix: str) -> dict:
+    """channels-redis pub/sub on `url`, with the cache's short socket timeouts.
+
+    A group_send is one PUBLISH, which every ws process subscribed to the group receives;
+    nothing is stored, so an event nobody listens to is simply gone. The list-based
+    RedisChannelLayer instead blocks in BZPOPMIN for seconds per receive, which a short
+    socket timeout would cut off; pub/sub reads poll, so a frozen Redis costs a publishing
+    settlement one REDIS_SOCKET_TIMEOUT instead of hanging it. Pub/sub channels span Redis
+    databases, so `prefix` is what keeps deployments that share a Redis apart.
+    """
+    timeout = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+    host = {"address": url, "socket_connect_timeout": timeout, "socket_timeout": timeout}
+    return {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [host], "prefix": prefix},
+    }
+
+
+if EMBEDDED_REDIS:
+    # Within one process only: the embedded mode serves HTTP, WebSocket and the in-process
+    # tasks from one ASGI process (bin/run), so publisher and consumers share this layer.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+else:
+    # Broker on REDIS_URL's database, cache on the next, the channel layer on the one after.
+    CHANNEL_LAYER_REDIS_URL = redis_db_url(REDIS_URL, redis_db_number(REDIS_URL) + 2)
+    CHANNEL_LAYERS = {
+        "default": redis_channel_layer_config(
+            CHANNEL_LAYER_REDIS_URL, env.str("CHANNEL_LAYER_PREFIX", default="stockflow")
+        )
+    }
+
 # --- Celery -----------------------------------------------------------------------------
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_RESULT_BACKEND = None
@@ -221,9 +265,19 @@ CELERY_TASK_SEND_SENT_EVENT = True
 
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
 SWEEP_PENDING_AFTER_SECONDS = env.float("SWEEP_PENDING_AFTER_SECONDS", default=5.0)
+# Day orders expire at this UTC time of day (HH:MM), checked by beat every
+# SWEEP_INTERVAL_SECONDS.
+MARKET_CLOSE_UTC = env.str("MARKET_CLOSE_UTC", default="21:00")
+# A stop or trailing-stop buy reserves its stop price x volume plus this fraction, since it
+# fills at the triggering close, which may be above the stop.
+STOP_BUY_COLLAR = Decimal(env.str("STOP_BUY_COLLAR", default="0.05"))
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-transactions": {
         "task": "transactions.tasks.sweep_pending_transactions_task",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    "expire-day-orders": {
+        "task": "transactions.tasks.expire_orders_task",
         "schedule": SWEEP_INTERVAL_SECONDS,
     },
 }
@@ -299,11 +353,18 @@ LOGGING = {
     "formatters": {
         "logfmt": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"}
     },
+    "filters": {"redact_tokens": {"()": "stockflow.logfilters.RedactTokens"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "logfmt"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django_redis": {"level": "WARNING"},
+        # uvicorn (the ws process) logs every WebSocket handshake and HTTP request with its
+        # query string, where a browser's `?token=` would be.
+        **{
+            name: {"handlers": ["console"], "filters": ["redact_tokens"], "propagate": False}
+            for name in ("uvicorn.error", "uvicorn.access")
+        },
     },
 }
 

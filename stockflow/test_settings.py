@@ -4,8 +4,9 @@ Tests use DATABASE_URL/REDIS_URL when set, else the local PostgreSQL and Redis a
 127.0.0.1; the hook probes them and passes what it found here in TEST_DATABASE_URL,
 TEST_REDIS_URL, TEST_POSTGRES_ERROR and TEST_REDIS_ERROR (empty: it answered). Each run
 gets its own PostgreSQL test database, Redis database numbers (12 for the broker, 13 for
-the cache, unless REDIS_URL says otherwise), Celery queue and cache key prefix. Unit tests
-run tasks eagerly on a local-memory cache; the `integration` fixture switches to the real
+the cache, unless REDIS_URL says otherwise), Celery queue, cache key prefix and channel
+layer prefix. Unit tests run tasks eagerly on a local-memory cache and in-memory channel
+layer; the `integration` fixture switches to the real
 broker, cache and a worker process. Where a service is unreachable the suite runs on
 SQLite and integration tests skip, except under CI=true, where the hook stops the run.
 """
@@ -32,6 +33,8 @@ SERVICES_ERROR = POSTGRES_ERROR or REDIS_ERROR
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"stockflow-test-{RUN_ID}"
 os.environ["CACHE_KEY_PREFIX"] = f"stockflow-test-{RUN_ID}"
+# Pub/sub channels span Redis databases: a worker's events must not reach a running dev server.
+os.environ["CHANNEL_LAYER_PREFIX"] = f"stockflow-test-{RUN_ID}"
 if POSTGRES_ERROR:
     os.environ.pop("DATABASE_URL", None)
     os.environ["SQLITE_PATH"] = ":memory:"
@@ -52,5 +55,7 @@ if not POSTGRES_ERROR:
 # The integration fixture swaps these back in; unit tests stay in-process.
 INTEGRATION_CACHES = SERVICE_CACHES
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Consumer tests run in-process; a real-process test hands its processes REDIS_URL instead.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,4 +1,4 @@
-"""The test harness: real redis-server, Celery worker and beat, and gunicorn processes.
+"""The test harness: real redis-server, Celery worker and beat, gunicorn and uvicorn processes.
 
 Shared by the test suite (the session worker in conftest.py, the fault, outage and README
 tests) and by `bench/soak.py`. Every process runs in its own process group (so a SIGKILL
@@ -29,6 +29,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60
 STOP_TIMEOUT = 20
 SETTLE_TASK = "transactions.tasks.settle_user_transactions_task"
+# The Procfile's `ws` process runs uvicorn with these (and bin/run's embedded mode too).
+ASGI_SERVER_FLAGS = ["--workers", "1", "--ws", "websockets-sansio", "--lifespan", "off"]
 
 
 class HarnessError(Exception):
@@ -219,8 +221,8 @@ class RedisServer:
 
 
 class Stack:
-    """The processes of the real system (Celery workers, beat, gunicorn) on one database and
-    one Redis, with their logs in `directory`; `close()` stops every one of them.
+    """The processes of the real system (Celery workers, beat, gunicorn, uvicorn) on one
+    database and one Redis, with their logs in `directory`; `close()` stops every one of them.
 
     `env` is every process's environment: it names the settings module, DATABASE_URL,
     REDIS_URL and CELERY_TASK_DEFAULT_QUEUE at least. `redis_server`, when the stack runs on
@@ -317,6 +319,20 @@ class Stack:
         command += ["--threads", str(threads), "--timeout", str(timeout)]
         process = self._start(self._next_name("web"), command, self.env(**env))
         process.url = f"http://127.0.0.1:{port}"
+        if wait:
+            wait_until_serving(process, process.url)
+        return process
+
+    def ws(self, *, wait: bool = True, **env: str) -> Process:
+        """uvicorn serving stockflow.asgi (HTTP and the /ws/ routes) on a free port, with the
+        Procfile's `ws` flags; `process.url` is its http:// base URL, `process.ws_url` its
+        ws:// one. With `wait`, returns once /health/ answers 200 through the ASGI app."""
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "stockflow.asgi:application"]
+        command += ["--host", "127.0.0.1", "--port", str(port), *ASGI_SERVER_FLAGS]
+        process = self._start(self._next_name("ws"), command, self.env(**env))
+        process.url = f"http://127.0.0.1:{port}"
+        process.ws_url = f"ws://127.0.0.1:{port}"
         if wait:
             wait_until_serving(process, process.url)
         return process

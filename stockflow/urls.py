@@ -8,7 +8,7 @@ from rest_framework import permissions
 from rest_framework.routers import SimpleRouter
 
 from stocks.views import StockViewSet
-from transactions.views import PortfolioView, TransactionViewSet
+from transactions.views import PortfolioView, TransactionViewSet, TransferView
 from users.views import ObtainTokenView, UserViewSet, admin_login
 
 from .health import health
@@ -23,9 +23,12 @@ router.register("transactions", TransactionViewSet, basename="transaction")
 
 api_patterns = [
     re_path(r"^$", index, name="index"),
-    # The portfolio lives under the account's URL, but positions belong to transactions/.
+    # The portfolio and the transfers live under the account's URL, but belong to transactions/.
     re_path(
         r"^users/(?P<username>[^/\x00]+)/portfolio/?$", PortfolioView.as_view(), name="portfolio"
+    ),
+    re_path(
+        r"^users/(?P<username>[^/\x00]+)/transfers/?$", TransferView.as_view(), name="transfers"
     ),
     *router.urls,
     re_path(r"^auth/token/?$", ObtainTokenView.as_view(), name="auth-token"),
@@ -40,6 +43,15 @@ api_info = openapi.Info(
         "that Celery workers settle asynchronously. Authenticate with `Authorization: Token "
         "<key>` (the token comes back from `POST /users/` or `POST /auth/token/`). Every route "
         "is also served under `/api/`. Money is a decimal string; timestamps are UTC ISO 8601."
+        "\n\n**Live updates over WebSocket** (Swagger cannot describe them; see the README's "
+        '"Live updates"): `/ws/quotes/?tickers=AAPL,MSFT` (public) sends every quote stored '
+        'for those tickers as `{"event": "quote", "quote": {...}}`; `/ws/orders/` '
+        "(a token in `Authorization: Token <key>` or `?token=<key>`, else the handshake is "
+        "refused with 403) sends the caller's own order events (`submitted`, `triggered`, "
+        "`completed`, `failed`, `cancelled`, `expired`, `replaced`) with the order and the "
+        "new `balance`, `reserved` and `buying_power`. Served by the `ws` process "
+        "(`ws://<host>:8001/ws/...`) in the real system, on the API's own address in the "
+        "embedded mode."
     ),
 )
 

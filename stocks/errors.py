@@ -21,3 +21,21 @@ class QuoteFromTheFuture(InvalidInput):
     code = "quote_from_the_future"
     field = "timestamp"
     message = "A quote may be at most {seconds} seconds ahead of the server's clock."
+
+
+class TickersRequired(InvalidInput):
+    code = "tickers_required"
+    field = "tickers"
+    message = "Name 1 to {most} tickers, comma-separated: /ws/quotes/?tickers=AAPL,MSFT."
+
+
+class InvalidTicker(InvalidInput):
+    code = "invalid_ticker"
+    field = "tickers"
+    message = "{ticker!r} is not a ticker: 1-10 characters of A-Z, 0-9, '.' and '-'."
+
+
+class TooManyTickers(InvalidInput):
+    code = "too_many_tickers"
+    field = "tickers"
+    message = "At most {most} tickers per connection; {count} were named."

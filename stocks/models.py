@@ -30,6 +30,10 @@ class StockData(models.Model):
     low = models.DecimalField(max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES)
     volume = models.BigIntegerField()
     timestamp = models.DateTimeField()
+    # When the open orders this quote may trigger were checked; NULL until a worker did.
+    # A quote no newer than its ticker's latest when stored is checked at once: it
+    # triggers nothing.
+    orders_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = StockDataQuerySet.as_manager()
 
@@ -51,7 +55,14 @@ class StockData(models.Model):
             ),
             models.CheckConstraint(condition=Q(volume__gte=0), name="quote_volume_non_negative"),
         ]
-        indexes = [models.Index(fields=["ticker", "-timestamp"], name="quote_ticker_ts_desc")]
+        indexes = [
+            models.Index(fields=["ticker", "-timestamp"], name="quote_ticker_ts_desc"),
+            models.Index(
+                fields=["ticker", "timestamp"],
+                condition=Q(orders_checked_at__isnull=True),
+                name="quote_orders_unchecked",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.ticker} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"

@@ -7,17 +7,22 @@ after the write commits.
 
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError
 from django.db.models import QuerySet
-from django.db.transaction import atomic
+from django.db.transaction import atomic, on_commit
 from django.utils import timezone
 
 from stockflow.cache import QUOTES_NAMESPACE, invalidate_on_commit
+from stockflow.events import publish_many_on_commit, quotes_group
 from stockflow.text import upper_ascii
 
 from .errors import DuplicateQuote, DuplicateQuoteInRequest, QuoteFromTheFuture
 from .models import StockData
+from .selectors import quote_as_dict
+
+CHECK_ORDERS_TASK = "transactions.tasks.check_orders_task"
 
 
 def quote_timestamp_check(*, timestamp: datetime, now: datetime | None = None) -> None:
@@ -46,11 +51,50 @@ def quotes_ingest(*, quotes: list[dict]) -> list[StockData]:
         rows.append(StockData(**quote))
     try:
         with atomic():
+            _mark_stale_quotes_checked(rows, now)
             created = StockData.objects.bulk_create(rows)
             invalidate_on_commit(QUOTES_NAMESPACE)
+            publish_many_on_commit(
+                [
+                    (quotes_group(row.ticker), {"event": "quote", "quote": quote_as_dict(row)})
+                    for row in created
+                ]
+            )
+            check_orders_on_commit({row.ticker for row in rows if row.orders_checked_at is None})
     except IntegrityError as exc:
         raise DuplicateQuote() from exc
     return created
+
+
+def _mark_stale_quotes_checked(rows: list[StockData], now: datetime) -> None:
+    """A quote no newer than its ticker's latest stored one triggers no order: mark it so."""
+    latest = {
+        quote.ticker: quote.timestamp
+        for quote in StockData.objects.filter(
+            ticker__in={row.ticker for row in rows}
+        ).latest_per_ticker()
+    }
+    for row in rows:
+        if row.ticker in latest and row.timestamp <= latest[row.ticker]:
+            row.orders_checked_at = now
+
+
+def check_orders_on_commit(tickers: set[str]) -> None:
+    """Once the quotes commit, have a worker check the open orders of these tickers.
+
+    The orders are the trading app's (which builds on this one), so its task is named, not
+    imported. Nothing is evaluated in the ingesting request; if the broker is down, beat's
+    sweeper finds the unchecked quotes later.
+    """
+    if not tickers:
+        return
+
+    def send():
+        task = current_app.tasks[CHECK_ORDERS_TASK]
+        for ticker in sorted(tickers):
+            task.delay(ticker)
+
+    on_commit(send, robust=True)
 
 
 def quote_update(*, quote: StockData, **changes) -> StockData:
@@ -63,6 +107,12 @@ def quote_update(*, quote: StockData, **changes) -> StockData:
         setattr(quote, name, value)
     try:
         with atomic():
+            newest = StockData.objects.filter(ticker=quote.ticker).order_by("-timestamp").first()
+            if newest is None or newest.timestamp <= quote.timestamp:
+                # The ticker's latest close changed: check its open orders again.
+                quote.orders_checked_at = None
+                changes["orders_checked_at"] = None
+                check_orders_on_commit({quote.ticker})
             quote.save(update_fields=list(changes) or None)
             invalidate_on_commit(QUOTES_NAMESPACE)
     except IntegrityError as exc:

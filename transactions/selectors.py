@@ -8,7 +8,7 @@ from stockflow.money import ZERO, quantize_cash
 from stocks.selectors import latest_closes
 from users.models import User
 
-from .models import Position, Transaction
+from .models import Position, Transaction, Transfer
 
 
 def transactions_for_user(*, user_id: int, start: datetime | None, end: datetime | None):
@@ -20,7 +20,7 @@ def transactions_for_user(*, user_id: int, start: datetime | None, end: datetime
 def portfolio_value(
     *, cash: Decimal, positions: list[Position], closes: dict[str, Decimal]
 ) -> dict:
-    """Value positions at their latest close: market value and P&L in cents, equity."""
+    """Value open positions at their latest close: market value and P&L in cents, equity."""
     rows = []
     market_total = ZERO
     for position in positions:
@@ -32,20 +32,33 @@ def portfolio_value(
             {
                 "ticker": position.ticker,
                 "quantity": position.quantity,
+                "reserved": position.reserved,
+                "available": position.available,
                 "average_cost": position.average_cost,
                 "last_price": last_price,
                 "market_value": market_value,
                 "unrealized_pnl": market_value - cost if market_value is not None else None,
+                "realized_pnl": position.realized_pnl,
             }
         )
     return {"cash": cash, "positions": rows, "equity": cash + market_total}
 
 
 def portfolio_for_user(*, user: User) -> dict:
-    """The user's open positions valued at their tickers' latest closes."""
-    positions = list(Position.objects.filter(user=user, quantity__gt=0).order_by("ticker"))
+    """The user's open positions valued at their tickers' latest closes, and the cash."""
+    every = list(Position.objects.filter(user=user).order_by("ticker"))
+    positions = [p for p in every if p.quantity > 0]
     closes = latest_closes(tickers=[p.ticker for p in positions])
     return {
         "username": user.username,
+        "balance": user.balance,
+        "reserved": user.reserved,
+        "buying_power": user.buying_power,
+        "realized_pnl": sum((p.realized_pnl for p in every), ZERO),
         **portfolio_value(cash=user.balance, positions=positions, closes=closes),
     }
+
+
+def transfers_for_user(*, user: User):
+    """A user's deposits and withdrawals, newest first (the `transfer_user_created_desc` index)."""
+    return Transfer.objects.filter(user=user).select_related("user").order_by("-created_at", "-id")

@@ -1,19 +1,31 @@
 """Transaction serializers: submission input, filters, transactions and the portfolio."""
 
+import re
+
 from rest_framework import serializers
 
-from stockflow.fields import WS, TickerField, WholeNumberField
+from stockflow.errors import DomainError
+from stockflow.fields import WS, DecimalField, TickerField, WholeNumberField
 from stockflow.filters import TimeRangeSerializer
 from stockflow.money import (
     CASH_DECIMAL_PLACES,
     CASH_MAX_DIGITS,
     MAX_ORDER_VOLUME,
+    MAX_TRANSFER_AMOUNT,
     PRICE_DECIMAL_PLACES,
     PRICE_MAX_DIGITS,
 )
 from stockflow.text import upper_ascii
 
-from .models import Transaction, TransactionType
+from .models import (
+    OrderType,
+    TimeInForce,
+    Transaction,
+    TransactionType,
+    Transfer,
+    TransferDirection,
+)
+from .services import transfer_amount_check
 
 CASH = {"max_digits": CASH_MAX_DIGITS, "decimal_places": CASH_DECIMAL_PLACES}
 PRICE = {"max_digits": PRICE_MAX_DIGITS, "decimal_places": PRICE_DECIMAL_PLACES}
@@ -38,6 +50,84 @@ class TransactionTypeField(serializers.ChoiceField):
         }
 
 
+class AnyCaseChoiceField(serializers.ChoiceField):
+    """One of `choices` (lower-case) in any case, e.g. `LIMIT` or `Limit` for `limit`."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = upper_ascii(data).lower()
+        return super().to_internal_value(data)
+
+    def openapi_schema(self, *, in_body: bool) -> dict:
+        any_case = "|".join(
+            "".join(f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c) for c in choice)
+            for choice in self.choices
+        )
+        return {
+            "type": "string",
+            "pattern": f"^{WS}({any_case}){WS}$",
+            "example": next(iter(self.choices)),
+        }
+
+
+def _price_field(help_text: str) -> DecimalField:
+    return DecimalField(**PRICE, required=False, help_text=f"{help_text} > 0, up to 4 places.")
+
+
+def _percent_field(help_text: str) -> DecimalField:
+    # 3 integer digits, so that 100 gets the message that says why it is refused.
+    return DecimalField(
+        max_digits=7, decimal_places=4, required=False, help_text=f"{help_text} 0 < p < 100."
+    )
+
+
+# Which prices each order type takes: required ones, and those it may take.
+ORDER_PRICES = {
+    OrderType.MARKET: (),
+    OrderType.LIMIT: ("limit_price",),
+    OrderType.STOP: ("stop_price",),
+    OrderType.STOP_LIMIT: ("limit_price", "stop_price"),
+    OrderType.TRAILING_STOP: (),  # exactly one of trail_price, trail_percent
+}
+PRICE_FIELDS = ("limit_price", "stop_price", "trail_price", "trail_percent")
+TRAILS = ("trail_price", "trail_percent")
+
+
+def validate_order_terms(order_type: str, terms: dict) -> dict:
+    """Refuse (400) prices the order type does not use, missing ones, and both trails.
+
+    `terms` holds the prices and time_in_force as they will be; returns field -> messages.
+    """
+    errors = {}
+    uses = set(ORDER_PRICES[order_type]) | (
+        set(TRAILS) if order_type == OrderType.TRAILING_STOP else set()
+    )
+    for name in PRICE_FIELDS:
+        value = terms.get(name)
+        if value is None:
+            continue
+        if name not in uses:
+            errors[name] = [f"A {order_type} order takes no {name}."]
+        elif value <= 0:
+            errors[name] = ["Ensure this value is greater than 0."]
+        elif name == "trail_percent" and value >= 100:
+            errors[name] = ["Ensure this value is less than 100."]
+    for name in ORDER_PRICES[order_type]:
+        if terms.get(name) is None:
+            errors[name] = [f"A {order_type} order needs {name}."]
+    if order_type == OrderType.TRAILING_STOP:
+        given = [name for name in TRAILS if terms.get(name) is not None]
+        if len(given) != 1:
+            errors["trail_price"] = [
+                "A trailing_stop order needs exactly one of trail_price and trail_percent."
+            ]
+    if order_type == OrderType.MARKET and terms.get("time_in_force") is not None:
+        errors["time_in_force"] = [
+            "A market order takes no time_in_force: it settles at once, at the latest close."
+        ]
+    return errors
+
+
 class TransactionSubmitSerializer(serializers.Serializer):
     user_id = WholeNumberField(
         required=False, min_value=1, help_text="Defaults to the caller's own account."
@@ -46,11 +136,33 @@ class TransactionSubmitSerializer(serializers.Serializer):
     ticker = TickerField()
     transaction_type = TransactionTypeField(help_text="buy or sell, any case")
     transaction_volume = WholeNumberField(min_value=1, max_value=MAX_ORDER_VOLUME)
+    order_type = AnyCaseChoiceField(
+        choices=OrderType.values,
+        required=False,
+        help_text="market (default), limit, stop, stop_limit or trailing_stop; any case.",
+    )
+    limit_price = _price_field("For limit and stop_limit orders:")
+    stop_price = _price_field("For stop and stop_limit orders:")
+    trail_price = _price_field("For trailing_stop orders, an amount (or trail_percent):")
+    trail_percent = _percent_field("For trailing_stop orders, a percentage (or trail_price):")
+    time_in_force = AnyCaseChoiceField(
+        choices=TimeInForce.values,
+        required=False,
+        help_text="Not for market orders. day (the default: expires at the daily cut-off), "
+        "gtc (until cancelled) or ioc (fills now if its condition holds, else expires).",
+    )
 
     class Meta:
         ref_name = "TransactionSubmit"
         swagger_schema_fields = {
-            "example": {"ticker": "AAPL", "transaction_type": "buy", "transaction_volume": 10}
+            "example": {
+                "ticker": "AAPL",
+                "transaction_type": "buy",
+                "transaction_volume": 10,
+                "order_type": "limit",
+                "limit_price": "180.00",
+                "time_in_force": "gtc",
+            }
         }
 
     def validate(self, attrs):
@@ -58,6 +170,45 @@ class TransactionSubmitSerializer(serializers.Serializer):
         if user_id is not None and synonym is not None and user_id != synonym:
             raise serializers.ValidationError({"user": ["user and user_id name different users."]})
         attrs["user_id"] = user_id if user_id is not None else synonym
+        attrs["order_type"] = attrs.get("order_type") or OrderType.MARKET
+        errors = validate_order_terms(attrs["order_type"], attrs)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class TransactionReplaceSerializer(serializers.Serializer):
+    """What PATCH may change on an open order; at least one of them."""
+
+    transaction_volume = WholeNumberField(min_value=1, max_value=MAX_ORDER_VOLUME, required=False)
+    limit_price = _price_field("For limit and stop_limit orders:")
+    stop_price = _price_field("For stop and stop_limit orders:")
+    trail_price = _price_field("For trailing_stop orders (replaces trail_percent):")
+    trail_percent = _percent_field("For trailing_stop orders (replaces trail_price):")
+    time_in_force = AnyCaseChoiceField(choices=TimeInForce.values, required=False)
+
+    class Meta:
+        ref_name = "TransactionReplace"
+        swagger_schema_fields = {"example": {"limit_price": "178.50", "transaction_volume": 12}}
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Send at least one field to change."]}
+            )
+        order = self.context["order"]
+        terms = {name: getattr(order, name) for name in (*PRICE_FIELDS, "time_in_force")}
+        if order.order_type == OrderType.TRAILING_STOP and set(TRAILS) & set(attrs):
+            terms.update(dict.fromkeys(TRAILS))  # one trail replaces the other
+        terms.update(attrs)
+        if order.order_type == OrderType.TRAILING_STOP:
+            # Only the trail is the client's; the stop is where the trail put it.
+            terms["stop_price"] = None
+        errors = validate_order_terms(order.order_type, terms)
+        if errors:
+            raise serializers.ValidationError(errors)
+        if order.order_type == OrderType.TRAILING_STOP and set(TRAILS) & set(attrs):
+            attrs = {**attrs, **{name: terms[name] for name in TRAILS}}
         return attrs
 
 
@@ -74,27 +225,25 @@ class TransactionSerializer(serializers.ModelSerializer):
                 "ticker": "AAPL",
                 "transaction_type": "BUY",
                 "transaction_volume": 10,
-                "unit_price": "191.2500",
-                "transaction_price": "1912.50",
-                "status": "pending",
+                "unit_price": "180.0000",
+                "transaction_price": "1800.00",
+                "status": "open",
                 "failure_reason": None,
                 "timestamp": "2025-01-02T21:00:05Z",
                 "settled_at": None,
+                "order_type": "limit",
+                "limit_price": "180.0000",
+                "stop_price": None,
+                "trail_price": None,
+                "trail_percent": None,
+                "time_in_force": "gtc",
+                "triggered_at": None,
+                "filled_price": None,
+                "expires_at": None,
+                "replaced_at": None,
             }
         }
-        fields = [
-            "id",
-            "user_id",
-            "ticker",
-            "transaction_type",
-            "transaction_volume",
-            "unit_price",
-            "transaction_price",
-            "status",
-            "failure_reason",
-            "timestamp",
-            "settled_at",
-        ]
+        fields = list(Transaction.API_FIELDS)
         read_only_fields = fields
 
 
@@ -108,10 +257,15 @@ class TransactionFilterSerializer(TimeRangeSerializer):
 class PositionSerializer(serializers.Serializer):
     ticker = serializers.CharField()
     quantity = serializers.IntegerField()
+    reserved = serializers.IntegerField(help_text="Shares held by open sell orders.")
+    available = serializers.IntegerField(help_text="quantity - reserved: what may be sold.")
     average_cost = serializers.DecimalField(**PRICE)
     last_price = serializers.DecimalField(**PRICE, allow_null=True)
     market_value = serializers.DecimalField(**CASH, allow_null=True)
     unrealized_pnl = serializers.DecimalField(**CASH, allow_null=True)
+    realized_pnl = serializers.DecimalField(
+        **CASH, help_text="Sells' proceeds minus the average cost of the shares sold."
+    )
 
     class Meta:
         ref_name = "PortfolioPosition"
@@ -119,9 +273,15 @@ class PositionSerializer(serializers.Serializer):
 
 class PortfolioSerializer(serializers.Serializer):
     username = serializers.CharField()
-    cash = serializers.DecimalField(**CASH)
+    cash = serializers.DecimalField(**CASH, help_text="The balance.")
+    balance = serializers.DecimalField(**CASH)
+    reserved = serializers.DecimalField(**CASH, help_text="Cash held by open buy orders.")
+    buying_power = serializers.DecimalField(**CASH, help_text="balance - reserved.")
     positions = PositionSerializer(many=True)
-    equity = serializers.DecimalField(**CASH)
+    equity = serializers.DecimalField(**CASH, help_text="cash + the positions' market value.")
+    realized_pnl = serializers.DecimalField(
+        **CASH, help_text="Realized P&L of every position, closed ones included."
+    )
 
     class Meta:
         ref_name = "Portfolio"
@@ -129,16 +289,88 @@ class PortfolioSerializer(serializers.Serializer):
             "example": {
                 "username": "alice",
                 "cash": "8087.50",
+                "balance": "8087.50",
+                "reserved": "1800.00",
+                "buying_power": "6287.50",
                 "positions": [
                     {
                         "ticker": "AAPL",
                         "quantity": 10,
+                        "reserved": 4,
+                        "available": 6,
                         "average_cost": "191.2500",
                         "last_price": "195.0000",
                         "market_value": "1950.00",
                         "unrealized_pnl": "37.50",
+                        "realized_pnl": "12.40",
                     }
                 ],
                 "equity": "10037.50",
+                "realized_pnl": "12.40",
             }
         }
+
+
+# --- transfers --------------------------------------------------------------------------
+
+
+class TransferAmountField(DecimalField):
+    """Cash in cents, > 0 and below MAX_TRANSFER_AMOUNT, as `transfer_amount_check` decides."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**CASH, **kwargs)
+
+    def to_internal_value(self, data):
+        amount = super().to_internal_value(data)
+        try:
+            transfer_amount_check(amount=amount)
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.detail) from exc
+        return amount
+
+    def openapi_schema(self, *, in_body: bool) -> dict:
+        schema = super().openapi_schema(in_body=in_body)
+        schema.update(
+            minimum=0,
+            exclusiveMinimum=True,
+            maximum=int(MAX_TRANSFER_AMOUNT),
+            exclusiveMaximum=True,
+            example="2500.00",
+        )
+        return schema
+
+
+class TransferCreateSerializer(serializers.Serializer):
+    direction = AnyCaseChoiceField(
+        choices=TransferDirection.values, help_text="deposit or withdrawal; any case."
+    )
+    amount = TransferAmountField(
+        help_text=f"Greater than 0 and less than {MAX_TRANSFER_AMOUNT:,}, at most "
+        f"{CASH_DECIMAL_PLACES} places. A withdrawal takes at most the buying power."
+    )
+
+    class Meta:
+        ref_name = "TransferCreate"
+        swagger_schema_fields = {"example": {"direction": "deposit", "amount": "2500.00"}}
+
+
+class TransferSerializer(serializers.ModelSerializer):
+    user_id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Transfer
+        ref_name = "Transfer"
+        swagger_schema_fields = {
+            "example": {
+                "id": 58,
+                "user_id": 7,
+                "username": "alice",
+                "direction": "deposit",
+                "amount": "2500.00",
+                "balance_after": "12500.00",
+                "created_at": "2025-01-02T21:00:05Z",
+            }
+        }
+        fields = ["id", "user_id", "username", "direction", "amount", "balance_after", "created_at"]
+        read_only_fields = fields

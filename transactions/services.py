@@ -1,39 +1,263 @@
-"""Every rule about money: submitting, cancelling and settling transactions.
+"""Every rule about money: submitting, reserving, triggering, cancelling, replacing, settling.
 
-Submission prices an order from the ticker's latest close and stores it `pending`;
-the settlement task is enqueued only after that row commits. Settlement locks the
-user's row, then the positions it touches in ticker order, and settles the user's
-pending transactions in submission (id) order. Only `pending` rows are touched, so
-running it twice, or concurrently from two workers, changes nothing the second time.
+A market order is priced at submission from the ticker's latest close and stored `pending`;
+any other order is stored `open` with a reservation: cash on the user for a buy
+(`reserved`), shares on the position for a sell. The settlement task is enqueued only
+after a row commits.
+
+Settlement locks the user's row, then the transactions it settles, then the positions they
+touch in ticker order (the one lock order every service here follows), and settles in
+submission (id) order the user's `pending` orders, the `open` orders a quote made ready
+to fill, and the `open` orders past their expiry. Only such rows are touched and each
+leaves that state, so running it twice, or concurrently from two workers, changes nothing
+the second time. No order spends reserved cash or sells reserved shares but its own.
+
+A stored quote never fills an order inside the request that stored it: a worker's
+`orders_check_for_ticker` moves trailing stops, finds the open orders its close triggers
+with one indexed query, marks them ready at that close, and hands them to the per-user
+settlement.
+
+Deposits and withdrawals (`transfer_create`) take the user's lock too, and write their
+ledger row in the same database transaction as the balance they change.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
+from django.conf import settings
 from django.db import IntegrityError
+from django.db.models import F, Q
 from django.db.transaction import atomic, on_commit
 from django.utils import timezone
 
 from stockflow.cache import invalidate_on_commit, user_namespace
-from stockflow.money import ZERO, quantize_cash, quantize_price
+from stockflow.events import orders_group, publish_many_on_commit
+from stockflow.money import (
+    MAX_BALANCE,
+    MAX_TRANSFER_AMOUNT,
+    ZERO,
+    quantize_cash,
+    quantize_price,
+)
 from stocks.errors import UnknownTicker
+from stocks.models import StockData
 from stocks.selectors import latest_close
 from users.models import User
 
-from .errors import NotPending
-from .models import FailureReason, Position, Transaction, TransactionStatus, TransactionType
+from .errors import (
+    BalanceLimitExceeded,
+    InsufficientBuyingPower,
+    InsufficientShares,
+    InvalidTransferAmount,
+    NotOpen,
+    NotPending,
+    TrailTooWide,
+)
+from .models import (
+    FailureReason,
+    OrderType,
+    Position,
+    TimeInForce,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Transfer,
+    TransferDirection,
+)
 
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+Row = TypeVar("Row")  # a model instance with an idempotency_key
+PENDING, OPEN = TransactionStatus.PENDING, TransactionStatus.OPEN
+STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
+HUNDRED = Decimal(100)
+SETTLED_FIELDS = (
+    "status",
+    "failure_reason",
+    "settled_at",
+    "unit_price",
+    "transaction_price",
+    "filled_price",
+)
+# What a client may change on an open order (PATCH).
+REPLACEABLE = (
+    "transaction_volume",
+    "limit_price",
+    "stop_price",
+    "trail_price",
+    "trail_percent",
+    "time_in_force",
+)
 
 
 def _enqueue_settlement(user_id: int) -> None:
     from .tasks import settle_user_transactions_task
 
     settle_user_transactions_task.delay(user_id)
+
+
+def _settle_on_commit(user_id: int) -> None:
+    # robust: a broker outage must not fail a stored change; the sweeper retries.
+    on_commit(lambda: _enqueue_settlement(user_id), robust=True)
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+def order_event(event: str, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> dict:
+    """An order event as WebSocket clients receive it: the order and the account after it."""
+    return {
+        "event": event,
+        "order": {name: getattr(txn, name) for name in Transaction.API_FIELDS},
+        "balance": balance,
+        "reserved": reserved,
+        "buying_power": balance - reserved,
+    }
+
+
+def _events(events, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> list[tuple]:
+    """`(group, event)` pairs for `publish_many_on_commit`: the order's state as it commits."""
+    group = orders_group(txn.user_id)
+    return [(group, order_event(e, txn, balance=balance, reserved=reserved)) for e in events]
+
+
+def _publish(events, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> None:
+    """Publish one order's events after the commit, in one go (one connection to the layer)."""
+    publish_many_on_commit(_events(events, txn, balance=balance, reserved=reserved))
+
+
+# --- order conditions -------------------------------------------------------------------
+
+
+def _trailing_stop(order: Transaction) -> Decimal:
+    """Sell: best (highest) close minus the trail; buy: best (lowest) close plus the trail."""
+    anchor = order.trail_anchor
+    if order.trail_price is not None:
+        trail = order.trail_price
+    else:
+        trail = anchor * order.trail_percent / HUNDRED
+    return quantize_price(anchor + trail if order.is_buy else anchor - trail)
+
+
+def _arm(order: Transaction) -> None:
+    """State the one comparison that makes this open order act next (`rises_to`/`falls_to`)."""
+    if order.order_type == OrderType.TRAILING_STOP:
+        order.stop_price = _trailing_stop(order)
+    acts_as_limit = order.order_type == OrderType.LIMIT or (
+        order.order_type == OrderType.STOP_LIMIT and order.triggered_at is not None
+    )
+    if acts_as_limit:  # buy when close <= limit, sell when close >= limit
+        price, rises = order.limit_price, not order.is_buy
+    else:  # a stop: buy when close >= stop, sell when close <= stop
+        price, rises = order.stop_price, order.is_buy
+    order.rises_to, order.falls_to = (price, None) if rises else (None, price)
+
+
+def _holds(order: Transaction, close: Decimal) -> bool:
+    if order.rises_to is not None:
+        return close >= order.rises_to
+    return close <= order.falls_to
+
+
+def _react(order: Transaction, close: Decimal, now: datetime) -> list[str]:
+    """Apply a close to an armed open order: trigger its stop, make it ready to fill at that
+    close. Returns the events that happened ("triggered")."""
+    if not _holds(order, close):
+        return []
+    events = []
+    if order.order_type == OrderType.STOP_LIMIT and order.triggered_at is None:
+        order.triggered_at = now
+        events.append("triggered")
+        _arm(order)  # from now on a limit order
+        if not _holds(order, close):
+            return events
+    elif order.order_type in STOPS:
+        order.triggered_at = now
+        events.append("triggered")
+    order.ready_price, order.ready_at = close, now
+    return events
+
+
+def _price_open_order(order: Transaction) -> None:
+    """An open order's unit_price and transaction_price: what it reserves (a buy) or asks
+    (a sell) per share and in all. A stop buy fills at the triggering close, which may be
+    above its stop, so it reserves STOP_BUY_COLLAR more."""
+    if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        per_share = order.limit_price
+    elif order.is_buy:
+        per_share = quantize_price(order.stop_price * (1 + settings.STOP_BUY_COLLAR))
+    else:
+        per_share = order.stop_price
+    order.unit_price = per_share
+    order.transaction_price = quantize_cash(per_share * order.transaction_volume)
+
+
+def next_market_close(now: datetime) -> datetime:
+    """The first MARKET_CLOSE_UTC cut-off after `now`: when a day order expires."""
+    cutoff = time.fromisoformat(settings.MARKET_CLOSE_UTC)
+    today = datetime.combine(now.date(), cutoff, tzinfo=now.tzinfo)
+    return today if today > now else today + timedelta(days=1)
+
+
+# --- reservations -----------------------------------------------------------------------
+
+
+def _reserve(order: Transaction, *, releasing: Decimal | int = 0) -> None:
+    """Reserve what `order` needs, less `releasing` (what it held before a replace).
+
+    A conditional UPDATE: its row count proves the unreserved cash or shares covered it,
+    however many submissions race.
+    """
+    if order.is_buy:
+        needed = order.transaction_price - releasing
+        if needed == 0:
+            return
+        reserved = User.objects.filter(
+            pk=order.user_id, balance__gte=F("reserved") + needed
+        ).update(reserved=F("reserved") + needed)
+        if not reserved:
+            user = User.objects.get(pk=order.user_id)
+            raise InsufficientBuyingPower(
+                needed=order.transaction_price, available=user.buying_power + releasing
+            )
+        return
+    needed = order.transaction_volume - releasing
+    if needed == 0:
+        return
+    reserved = Position.objects.filter(
+        user_id=order.user_id, ticker=order.ticker, quantity__gte=F("reserved") + needed
+    ).update(reserved=F("reserved") + needed)
+    if not reserved:
+        held = Position.objects.filter(user_id=order.user_id, ticker=order.ticker).first()
+        raise InsufficientShares(
+            needed=order.transaction_volume,
+            ticker=order.ticker,
+            available=(held.available if held else 0) + releasing,
+        )
+
+
+def _release(order: Transaction) -> None:
+    """Give back an open order's reservation (cancel, replace, IOC expiry)."""
+    if order.is_buy:
+        User.objects.filter(pk=order.user_id).update(
+            reserved=F("reserved") - order.transaction_price
+        )
+    else:
+        Position.objects.filter(user_id=order.user_id, ticker=order.ticker).update(
+            reserved=F("reserved") - order.transaction_volume
+        )
+
+
+def _account(user_id: int) -> User:
+    return User.objects.only("balance", "reserved", "username").get(pk=user_id)
+
+
+# --- submission -------------------------------------------------------------------------
 
 
 def transaction_submit(
@@ -43,158 +267,364 @@ def transaction_submit(
     transaction_type: str,
     transaction_volume: int,
     idempotency_key: str | None = None,
+    order_type: str = OrderType.MARKET,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    trail_price: Decimal | None = None,
+    trail_percent: Decimal | None = None,
+    time_in_force: str | None = None,
 ) -> Transaction:
-    """Store a market order priced at the latest close; settlement happens asynchronously."""
-    unit_price = latest_close(ticker=ticker)
-    if unit_price is None:
+    """Store an order. A market order is priced at the latest close and settles
+    asynchronously; any other order reserves what it needs, or is refused."""
+    close = latest_close(ticker=ticker)
+    if close is None:
         raise UnknownTicker(ticker=ticker)
-    with atomic():
-        txn = Transaction.objects.create(
-            user=user,
-            ticker=ticker,
-            transaction_type=transaction_type,
-            transaction_volume=transaction_volume,
-            unit_price=unit_price,
-            transaction_price=quantize_cash(unit_price * transaction_volume),
-            idempotency_key=idempotency_key,
+    order = Transaction(
+        user=user,
+        ticker=ticker,
+        transaction_type=transaction_type,
+        transaction_volume=transaction_volume,
+        idempotency_key=idempotency_key,
+        order_type=order_type,
+    )
+    if order_type == OrderType.MARKET:
+        order.unit_price = close
+        order.transaction_price = quantize_cash(close * transaction_volume)
+        with atomic():
+            order.save()
+            _publish(["submitted"], order, balance=user.balance, reserved=user.reserved)
+            _settle_on_commit(user.pk)
+    else:
+        _submit_conditional(
+            order,
+            close=close,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            trail_price=trail_price,
+            trail_percent=trail_percent,
+            time_in_force=time_in_force or TimeInForce.DAY,
         )
-        # robust: a broker outage must not fail a stored submission; the sweeper retries.
-        on_commit(lambda: _enqueue_settlement(user.pk), robust=True)
     logger.info(
-        "transaction_submitted transaction_id=%s user_id=%s type=%s ticker=%s volume=%s price=%s",
-        txn.pk,
+        "transaction_submitted transaction_id=%s user_id=%s type=%s order_type=%s ticker=%s "
+        "volume=%s price=%s status=%s",
+        order.pk,
         user.pk,
         transaction_type,
+        order.order_type,
         ticker,
         transaction_volume,
-        txn.transaction_price,
+        order.transaction_price,
+        order.status,
     )
-    return txn
+    return order
 
 
-def _transaction_for_key(*, user: User, idempotency_key: str) -> Transaction | None:
-    """The transaction this key created within the window; an older one releases the key."""
-    txn = Transaction.objects.filter(user=user, idempotency_key=idempotency_key).first()
-    if txn is not None and txn.timestamp < timezone.now() - IDEMPOTENCY_WINDOW:
-        Transaction.objects.filter(pk=txn.pk, idempotency_key=idempotency_key).update(
-            idempotency_key=None
-        )
+def _submit_conditional(order: Transaction, *, close: Decimal, time_in_force: str, **prices):
+    now = timezone.now()
+    for name, value in prices.items():
+        setattr(order, name, value)
+    order.time_in_force = time_in_force
+    order.status = OPEN
+    order.timestamp = now
+    if order.order_type == OrderType.TRAILING_STOP:
+        order.trail_anchor = close
+    _arm(order)
+    if order.stop_price is not None and order.stop_price <= 0:
+        raise TrailTooWide(close=close)
+    _price_open_order(order)  # a trailing stop reserves from where it starts
+    events = _react(order, close, now)
+    if time_in_force == TimeInForce.DAY:
+        order.expires_at = next_market_close(now)
+    with atomic():
+        if time_in_force == TimeInForce.IOC and order.ready_price is None:
+            # Its condition does not hold now: it ends at once and reserves nothing.
+            order.status = TransactionStatus.EXPIRED
+            order.failure_reason = FailureReason.EXPIRED
+            order.settled_at = now
+            order.save()
+            account = _account(order.user_id)
+            events = ["submitted", "expired"]
+            _publish(events, order, balance=account.balance, reserved=account.reserved)
+            return
+        _reserve(order)
+        order.save()
+        account = _account(order.user_id)
+        invalidate_on_commit(user_namespace(account.username))
+        events = ["submitted", *events]
+        _publish(events, order, balance=account.balance, reserved=account.reserved)
+        if order.ready_price is not None:  # marketable: fills at this close
+            _settle_on_commit(order.user_id)
+
+
+def _row_for_key(rows, *, idempotency_key: str, created: str):
+    """The row of `rows` (one user's) this key created within the window, by its `created`
+    time; an older one releases the key."""
+    row = rows.filter(idempotency_key=idempotency_key).first()
+    if row is not None and getattr(row, created) < timezone.now() - IDEMPOTENCY_WINDOW:
+        rows.filter(pk=row.pk, idempotency_key=idempotency_key).update(idempotency_key=None)
         return None
-    return txn
+    return row
 
 
-def transaction_submit_once(
-    *, user: User, idempotency_key: str, **order
-) -> tuple[Transaction, bool]:
-    """Submit unless this key already created a transaction; return it and whether it is new.
+def _create_once(create: Callable[[], Row], find: Callable[[], Row | None]) -> tuple[Row, bool]:
+    """`find()` the row a key already created, else `create()` it; return it and whether it is
+    new.
 
     Concurrent retries are decided by the unique (user, idempotency_key) constraint: the
     losers' inserts wait for the winner's commit, fail, and return the winner's row.
     """
-    existing = _transaction_for_key(user=user, idempotency_key=idempotency_key)
+    existing = find()
     if existing is not None:
         return existing, False
     try:
-        return transaction_submit(user=user, idempotency_key=idempotency_key, **order), True
+        return create(), True
     except IntegrityError:
-        existing = _transaction_for_key(user=user, idempotency_key=idempotency_key)
+        existing = find()
         if existing is None:
             raise
         return existing, False
 
 
-def transaction_cancel(*, transaction: Transaction) -> Transaction:
-    """Cancel a pending transaction; the conditional update proves nobody settled it first."""
-    cancelled = Transaction.objects.filter(
-        pk=transaction.pk, status=TransactionStatus.PENDING
-    ).update(status=TransactionStatus.CANCELLED, settled_at=timezone.now())
-    transaction.refresh_from_db()
-    if not cancelled:
-        raise NotPending(transaction_id=transaction.pk, status=transaction.status)
-    logger.info(
-        "transaction_cancelled transaction_id=%s user_id=%s", transaction.pk, transaction.user_id
+def _transaction_for_key(*, user: User, idempotency_key: str) -> Transaction | None:
+    return _row_for_key(
+        Transaction.objects.filter(user=user), idempotency_key=idempotency_key, created="timestamp"
     )
-    return transaction
+
+
+def transaction_submit_once(
+    *, user: User, idempotency_key: str, **order
+) -> tuple[Transaction, bool]:
+    """Submit unless this key already created a transaction; return it and whether it is new."""
+    return _create_once(
+        lambda: transaction_submit(user=user, idempotency_key=idempotency_key, **order),
+        lambda: _transaction_for_key(user=user, idempotency_key=idempotency_key),
+    )
+
+
+# --- cancel and replace -----------------------------------------------------------------
+
+
+def _lock_order(transaction: Transaction) -> tuple[User, Transaction]:
+    """Lock the order's user, then the order itself: settlement's lock order."""
+    user = User.objects.select_for_update(no_key=True).get(pk=transaction.user_id)
+    txn = Transaction.objects.select_for_update(no_key=True).get(pk=transaction.pk)
+    return user, txn
+
+
+def transaction_cancel(*, transaction: Transaction) -> Transaction:
+    """Cancel a pending or open order and release its reservation, or refuse (NotPending)
+    when a settlement, an expiry or another cancel got there first."""
+    with atomic():
+        user, txn = _lock_order(transaction)
+        if txn.status not in (PENDING, OPEN):
+            raise NotPending(transaction_id=txn.pk, status=txn.status)
+        if txn.status == OPEN:
+            _release(txn)
+        txn.status = TransactionStatus.CANCELLED
+        txn.settled_at = timezone.now()
+        txn.save(update_fields=["status", "settled_at"])
+        account = _account(txn.user_id)
+        invalidate_on_commit(user_namespace(user.username))
+        _publish(["cancelled"], txn, balance=account.balance, reserved=account.reserved)
+    logger.info("transaction_cancelled transaction_id=%s user_id=%s", txn.pk, txn.user_id)
+    return txn
+
+
+def transaction_replace(*, transaction: Transaction, changes: dict) -> Transaction:
+    """Change an open order's volume, prices or time in force in place: it keeps its id and
+    its place in the user's order, and its reservation is re-checked and adjusted at once."""
+    with atomic():
+        user, txn = _lock_order(transaction)
+        if txn.status != OPEN:
+            raise NotOpen(transaction_id=txn.pk, status=txn.status)
+        held = txn.transaction_price if txn.is_buy else txn.transaction_volume
+        now = timezone.now()
+        for name, value in changes.items():
+            setattr(txn, name, value)
+        if "time_in_force" in changes:
+            txn.expires_at = next_market_close(now) if txn.time_in_force == "day" else None
+        close = latest_close(ticker=txn.ticker)
+        txn.ready_price = txn.ready_at = None
+        if txn.order_type == OrderType.STOP_LIMIT and "stop_price" in changes:
+            txn.triggered_at = None  # a new stop must be reached again
+        _arm(txn)
+        _price_open_order(txn)
+        events = ["replaced", *_react(txn, close, now)]
+        txn.replaced_at = now
+        if txn.time_in_force == TimeInForce.IOC and txn.ready_price is None:
+            _release(txn)
+            txn.status = TransactionStatus.EXPIRED
+            txn.failure_reason = FailureReason.EXPIRED
+            txn.settled_at = now
+            events.append("expired")
+        else:
+            _reserve(txn, releasing=held)
+        txn.save()
+        account = _account(txn.user_id)
+        invalidate_on_commit(user_namespace(user.username))
+        _publish(events, txn, balance=account.balance, reserved=account.reserved)
+        if txn.ready_price is not None:
+            _settle_on_commit(txn.user_id)
+    return txn
+
+
+# --- settlement -------------------------------------------------------------------------
 
 
 @dataclass
 class _Book:
-    """The locked state of one user while their pending transactions settle."""
+    """The locked state of one user while their orders settle."""
 
     balance: Decimal
+    reserved: Decimal
     positions: dict[str, Position]
     changed: set[str] = field(default_factory=set)
+
+    @property
+    def buying_power(self) -> Decimal:
+        return self.balance - self.reserved
 
     def position_to_change(self, user_id: int, ticker: str) -> Position:
         """The position a successful transaction changes (created if the user has none)."""
         if ticker not in self.positions:
             self.positions[ticker] = Position(
-                user_id=user_id, ticker=ticker, quantity=0, average_cost=ZERO
+                user_id=user_id, ticker=ticker, quantity=0, reserved=0, average_cost=ZERO
             )
         self.changed.add(ticker)
         return self.positions[ticker]
 
-
-def _apply(book: _Book, txn: Transaction) -> str | None:
-    """Apply one transaction to the book; return a failure reason, or None on success."""
-    # A failed transaction changes nothing: not even an empty position row is created.
-    if txn.transaction_type == TransactionType.BUY:
-        if book.balance < txn.transaction_price:
-            return FailureReason.INSUFFICIENT_FUNDS
-        position = book.position_to_change(txn.user_id, txn.ticker)
-        book.balance -= txn.transaction_price
-        cost = position.quantity * position.average_cost + txn.transaction_price
+    def buy(self, txn: Transaction, cost: Decimal) -> None:
+        position = self.position_to_change(txn.user_id, txn.ticker)
+        self.balance -= cost
+        held_cost = position.quantity * position.average_cost + cost
         position.quantity += txn.transaction_volume
-        position.average_cost = quantize_price(cost / position.quantity)
+        position.average_cost = quantize_price(held_cost / position.quantity)
+
+    def sell(self, txn: Transaction, proceeds: Decimal) -> None:
+        position = self.position_to_change(txn.user_id, txn.ticker)
+        sold_cost = quantize_cash(position.average_cost * txn.transaction_volume)
+        position.realized_pnl += proceeds - sold_cost
+        position.quantity -= txn.transaction_volume
+        if position.quantity == 0:
+            position.average_cost = ZERO
+        self.balance += proceeds
+
+
+def _apply_market(book: _Book, txn: Transaction) -> str | None:
+    """Settle a pending market order from unreserved cash or shares; None on success."""
+    # A failed transaction changes nothing: not even an empty position row is created.
+    if txn.is_buy:
+        if book.buying_power < txn.transaction_price:
+            return FailureReason.INSUFFICIENT_FUNDS
+        book.buy(txn, txn.transaction_price)
         return None
     held = book.positions.get(txn.ticker)
-    if held is None or held.quantity < txn.transaction_volume:
+    if held is None or held.quantity - held.reserved < txn.transaction_volume:
         return FailureReason.INSUFFICIENT_SHARES
-    position = book.position_to_change(txn.user_id, txn.ticker)
-    position.quantity -= txn.transaction_volume
-    if position.quantity == 0:
-        position.average_cost = ZERO
-    book.balance += txn.transaction_price
+    book.sell(txn, txn.transaction_price)
     return None
 
 
+def _fill_open(book: _Book, txn: Transaction, price: Decimal) -> str | None:
+    """Fill a ready open order at `price`, spending its own reservation; None on success."""
+    _release_in_book(book, txn)  # the reservation is this order's to spend
+    amount = quantize_cash(price * txn.transaction_volume)
+    txn.unit_price, txn.transaction_price = price, amount
+    if txn.is_buy:
+        if book.buying_power < amount:  # a stop buy that filled above its collar
+            return FailureReason.INSUFFICIENT_FUNDS
+        book.buy(txn, amount)
+        txn.filled_price = price
+        return None
+    book.sell(txn, amount)
+    txn.filled_price = price
+    return None
+
+
+def _release_in_book(book: _Book, txn: Transaction) -> None:
+    if txn.is_buy:
+        book.reserved -= txn.transaction_price
+    else:
+        book.position_to_change(txn.user_id, txn.ticker).reserved -= txn.transaction_volume
+
+
 def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
-    """Settle the user's pending transactions in submission order; return those settled."""
+    """Settle the user's ready orders in submission order; return those settled.
+
+    Ready: `pending` (market orders), `open` orders a quote made fillable, and `open`
+    orders past their expiry.
+    """
+    now = timezone.now()
     with atomic():
         # NO KEY UPDATE: still excludes other settlements, but does not block the
         # FK KEY SHARE lock that inserting a new transaction takes on the user row.
         user = User.objects.select_for_update(no_key=True).filter(pk=user_id).first()
         if user is None:
             return []
-        pending = list(
+        due = list(
             Transaction.objects.select_for_update(no_key=True)
-            .filter(user_id=user_id, status=TransactionStatus.PENDING)
+            .filter(user_id=user_id)
+            .filter(
+                Q(status=PENDING)
+                | Q(status=OPEN, ready_price__isnull=False)
+                | Q(status=OPEN, expires_at__lte=now)
+            )
             .order_by("id")
         )
-        if not pending:
+        if not due:
             return []
-        tickers = sorted({txn.ticker for txn in pending})
+        tickers = sorted({txn.ticker for txn in due})
         locked_positions = (
             Position.objects.select_for_update(no_key=True)
             .filter(user_id=user_id, ticker__in=tickers)
             .order_by("ticker")
         )
-        book = _Book(balance=user.balance, positions={p.ticker: p for p in locked_positions})
+        book = _Book(
+            balance=user.balance,
+            reserved=user.reserved,
+            positions={p.ticker: p for p in locked_positions},
+        )
 
-        now = timezone.now()
-        for txn in pending:
-            reason = _apply(book, txn)
-            txn.status = TransactionStatus.FAILED if reason else TransactionStatus.COMPLETED
+        settled = []
+        for txn in due:
+            if txn.status == PENDING:
+                reason = _apply_market(book, txn)
+            elif txn.ready_price is not None and _holds(txn, txn.ready_price):
+                reason = _fill_open(book, txn, txn.ready_price)
+            elif txn.expires_at is not None and txn.expires_at <= now:
+                _release_in_book(book, txn)
+                reason = FailureReason.EXPIRED
+            else:  # replaced since a quote made it ready: wait for the next one
+                txn.ready_price = txn.ready_at = None
+                txn.save(update_fields=["ready_price", "ready_at"])
+                continue
+            if txn.status == PENDING and reason is None:  # a market order fills at its price
+                txn.filled_price = txn.unit_price
+            if reason == FailureReason.EXPIRED:
+                txn.status = TransactionStatus.EXPIRED
+            else:
+                txn.status = TransactionStatus.FAILED if reason else TransactionStatus.COMPLETED
             txn.failure_reason = reason
             txn.settled_at = now
+            settled.append(txn)
 
-        User.objects.filter(pk=user_id).update(balance=book.balance)
+        User.objects.filter(pk=user_id).update(balance=book.balance, reserved=book.reserved)
         for ticker in sorted(book.changed):
             book.positions[ticker].save()
-        Transaction.objects.bulk_update(pending, ["status", "failure_reason", "settled_at"])
+        Transaction.objects.bulk_update(
+            settled,
+            SETTLED_FIELDS,
+        )
         invalidate_on_commit(user_namespace(user.username))
+        publish_many_on_commit(
+            [
+                pair
+                for txn in settled
+                for pair in _events([txn.status], txn, balance=book.balance, reserved=book.reserved)
+            ]
+        )
 
-    for txn in pending:
+    for txn in settled:
         logger.info(
             "transaction_settled transaction_id=%s user_id=%s type=%s ticker=%s volume=%s "
             "price=%s outcome=%s reason=%s",
@@ -207,20 +637,205 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
             txn.status,
             txn.failure_reason or "-",
         )
-    return pending
+    return settled
+
+
+# --- triggers ---------------------------------------------------------------------------
+
+
+def _open_orders(ticker: str):
+    return Transaction.objects.filter(ticker=ticker, status=OPEN, ready_price__isnull=True)
+
+
+def triggered_orders(*, ticker: str, close: Decimal):
+    """The open orders of `ticker` that a close triggers: one query, a range scan of each of
+    `txn_open_rises_to` and `txn_open_falls_to`, whatever the number of open orders that do
+    not trigger."""
+    return _open_orders(ticker).filter(Q(rises_to__lte=close) | Q(falls_to__gte=close))
+
+
+def _apply_close(ticker: str, close: Decimal, now: datetime) -> set[int]:
+    """Move the trailing stops that this close improves, then trigger the open orders it
+    reaches. Returns the users with orders now ready to fill."""
+    trailing = list(
+        _open_orders(ticker)
+        .select_for_update(no_key=True)
+        .filter(order_type=OrderType.TRAILING_STOP)
+        .filter(
+            Q(transaction_type=TransactionType.SELL, trail_anchor__lt=close)
+            | Q(transaction_type=TransactionType.BUY, trail_anchor__gt=close)
+        )
+    )
+    for order in trailing:
+        order.trail_anchor = close
+        _arm(order)
+    Transaction.objects.bulk_update(
+        trailing, ["trail_anchor", "stop_price", "rises_to", "falls_to"]
+    )
+
+    hit = list(triggered_orders(ticker=ticker, close=close).select_for_update(no_key=True))
+    users, triggered = set(), []
+    for order in hit:
+        events = _react(order, close, now)
+        if order.ready_price is not None:
+            users.add(order.user_id)
+        if events:  # "triggered": the account is as it was
+            account = _account(order.user_id)
+            triggered += _events(events, order, balance=account.balance, reserved=account.reserved)
+    publish_many_on_commit(triggered)
+    Transaction.objects.bulk_update(
+        hit, ["triggered_at", "rises_to", "falls_to", "ready_price", "ready_at"]
+    )
+    return users
+
+
+def orders_check_for_ticker(*, ticker: str) -> set[int]:
+    """Apply the ticker's unchecked quotes, in timestamp order, to its open orders, and hand
+    the orders they make ready to each user's settlement. Returns those users.
+
+    The quote rows are locked, so two workers checking one ticker take turns, and the second
+    finds nothing left; a quote older than one already checked triggers nothing.
+    """
+    now = timezone.now()
+    with atomic():
+        quotes = list(
+            StockData.objects.select_for_update()
+            .filter(ticker=ticker, orders_checked_at__isnull=True)
+            .order_by("timestamp", "id")
+        )
+        if not quotes:
+            return set()
+        newest_checked = (
+            StockData.objects.filter(ticker=ticker, orders_checked_at__isnull=False)
+            .order_by("-timestamp")
+            .values_list("timestamp", flat=True)
+            .first()
+        )
+        users = set()
+        for quote in quotes:
+            if newest_checked is None or quote.timestamp > newest_checked:
+                users |= _apply_close(ticker, quote.close_price, now)
+                newest_checked = quote.timestamp
+        StockData.objects.filter(pk__in=[q.pk for q in quotes]).update(orders_checked_at=now)
+        for user_id in sorted(users):
+            _settle_on_commit(user_id)
+    return users
+
+
+# --- sweepers ---------------------------------------------------------------------------
 
 
 def transactions_requeue_stale(*, older_than_seconds: float) -> list[int]:
-    """Re-enqueue settlement for users whose transactions sat pending too long."""
+    """Re-enqueue what a lost task left behind: settlement for users whose orders sat pending
+    (or ready to fill) too long, and the order check of tickers with unchecked quotes."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    user_ids = list(
-        Transaction.objects.filter(status=TransactionStatus.PENDING, timestamp__lt=cutoff)
-        .values_list("user_id", flat=True)
-        .distinct()
-        .order_by("user_id")
+    stale = Transaction.objects.filter(
+        Q(status=PENDING, timestamp__lt=cutoff)
+        | Q(status=OPEN, ready_price__isnull=False, ready_at__lt=cutoff)
     )
+    user_ids = sorted(set(stale.values_list("user_id", flat=True)))
     for user_id in user_ids:
         _enqueue_settlement(user_id)
     if user_ids:
         logger.info("pending_swept users=%s", ",".join(map(str, user_ids)))
+    tickers = sorted(
+        set(
+            StockData.objects.filter(orders_checked_at__isnull=True).values_list(
+                "ticker", flat=True
+            )
+        )
+    )
+    if tickers:
+        from .tasks import check_orders_task
+
+        for ticker in tickers:
+            check_orders_task.delay(ticker)
+        logger.info("quotes_swept tickers=%s", ",".join(tickers))
     return user_ids
+
+
+def orders_expire_due() -> list[int]:
+    """Hand the users whose open orders reached their expiry to settlement, which expires them
+    and releases their reservations. Returns those users."""
+    user_ids = sorted(
+        set(
+            Transaction.objects.filter(status=OPEN, expires_at__lte=timezone.now()).values_list(
+                "user_id", flat=True
+            )
+        )
+    )
+    for user_id in user_ids:
+        _enqueue_settlement(user_id)
+    return user_ids
+
+
+# --- transfers --------------------------------------------------------------------------
+
+
+def transfer_amount_check(*, amount: Decimal) -> None:
+    """Refuse (InvalidTransferAmount) an amount that is not in cents, > 0 and below
+    MAX_TRANSFER_AMOUNT. Every path that moves cash in or out calls it: API, admin, service."""
+    if not ZERO < amount < MAX_TRANSFER_AMOUNT or quantize_cash(amount) != amount:
+        raise InvalidTransferAmount(limit=MAX_TRANSFER_AMOUNT)
+
+
+def transfer_create(
+    *, user: User, direction: str, amount: Decimal, idempotency_key: str | None = None
+) -> Transfer:
+    """Deposit or withdraw cash. The ledger row and the new balance commit together, under the
+    user's lock, so initial balance + deposits - withdrawals - completed buys + completed
+    sells = balance at every commit.
+
+    A withdrawal may take only the buying power (balance - reserved): cash held by open buy
+    orders stays where it is. A deposit may not take the balance to MAX_BALANCE.
+    """
+    transfer_amount_check(amount=amount)
+    amount = quantize_cash(amount)  # 5 and 5.000 are stored and logged as 5.00
+    with atomic():
+        account = (
+            User.objects.select_for_update(no_key=True)
+            .only("balance", "reserved", "username")
+            .get(pk=user.pk)
+        )
+        if direction == TransferDirection.DEPOSIT:
+            balance = account.balance + amount
+            if balance >= MAX_BALANCE:
+                raise BalanceLimitExceeded(limit=MAX_BALANCE)
+        elif direction == TransferDirection.WITHDRAWAL:
+            if amount > account.buying_power:
+                raise InsufficientBuyingPower(needed=amount, available=account.buying_power)
+            balance = account.balance - amount
+        else:
+            raise ValueError(f"unknown transfer direction {direction!r}")
+        User.objects.filter(pk=account.pk).update(balance=balance)
+        transfer = Transfer.objects.create(
+            user=user,
+            direction=direction,
+            amount=amount,
+            balance_after=balance,
+            idempotency_key=idempotency_key,
+        )
+        invalidate_on_commit(user_namespace(account.username))
+    logger.info(
+        "transfer_created transfer_id=%s user_id=%s direction=%s amount=%s balance=%s",
+        transfer.pk,
+        account.pk,
+        direction,
+        amount,
+        balance,
+    )
+    return transfer
+
+
+def _transfer_for_key(*, user: User, idempotency_key: str) -> Transfer | None:
+    return _row_for_key(
+        Transfer.objects.filter(user=user), idempotency_key=idempotency_key, created="created_at"
+    )
+
+
+def transfer_create_once(*, user: User, idempotency_key: str, **transfer) -> tuple[Transfer, bool]:
+    """Transfer unless this key already made a transfer; return it and whether it is new."""
+    return _create_once(
+        lambda: transfer_create(user=user, idempotency_key=idempotency_key, **transfer),
+        lambda: _transfer_for_key(user=user, idempotency_key=idempotency_key),
+    )

@@ -14,28 +14,50 @@ from users.errors import NotYourAccount, UnknownUserId
 from users.selectors import account_for
 from users.views import UNKNOWN_USER as UNKNOWN_USERNAME
 
-from .errors import InvalidIdempotencyKey, NotPending, UnknownTransaction
+from .errors import (
+    InsufficientBuyingPower,
+    InvalidIdempotencyKey,
+    NotOpen,
+    NotPending,
+    UnknownTransaction,
+)
 from .models import Transaction
-from .selectors import portfolio_for_user, transactions_for_user
+from .selectors import portfolio_for_user, transactions_for_user, transfers_for_user
 from .serializers import (
     PortfolioSerializer,
     TransactionFilterSerializer,
+    TransactionReplaceSerializer,
     TransactionSerializer,
     TransactionSubmitSerializer,
+    TransferCreateSerializer,
+    TransferSerializer,
 )
-from .services import transaction_cancel, transaction_submit, transaction_submit_once
+from .services import (
+    transaction_cancel,
+    transaction_replace,
+    transaction_submit,
+    transaction_submit_once,
+    transfer_create,
+    transfer_create_once,
+)
 
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,64}")
-IDEMPOTENCY_HEADER = openapi.Parameter(
-    "Idempotency-Key",
-    openapi.IN_HEADER,
-    "Makes retries safe: the same key from the same user within 24 hours returns the "
-    "transaction it first created (200) and creates nothing. 1-64 printable ASCII characters.",
-    type=openapi.TYPE_STRING,
-    pattern=rf"^{IDEMPOTENCY_KEY.pattern}$",
-    required=False,
-    **{"x-example": "order-2025-01-02-0001"},
-)
+
+
+def idempotency_header(what: str, example: str) -> openapi.Parameter:
+    return openapi.Parameter(
+        "Idempotency-Key",
+        openapi.IN_HEADER,
+        "Makes retries safe: the same key from the same user within 24 hours returns the "
+        f"{what} it first created (200) and creates nothing. 1-64 printable ASCII characters.",
+        type=openapi.TYPE_STRING,
+        pattern=rf"^{IDEMPOTENCY_KEY.pattern}$",
+        required=False,
+        **{"x-example": example},
+    )
+
+
+IDEMPOTENCY_HEADER = idempotency_header("transaction", "order-2025-01-02-0001")
 NOT_YOURS = error_response(
     403,
     "Another user's account (staff may act on any).",
@@ -78,13 +100,31 @@ class TransactionViewSet(viewsets.GenericViewSet):
 
     @swagger_auto_schema(
         operation_id="transactions_submit",
-        operation_summary="Submit a market order",
-        operation_description="Priced now from the ticker's latest close, stored `pending`, and "
-        "settled asynchronously by a worker. Omit `user_id` to trade on your own account.",
+        operation_summary="Submit an order",
+        operation_description="Omit `user_id` to trade on your own account.\n\n"
+        "**Market** (the default `order_type`): priced now from the ticker's latest close, "
+        "stored `pending`, settled asynchronously by a worker; a buy the cash does not cover "
+        "ends `failed`.\n\n"
+        "**limit, stop, stop_limit, trailing_stop**: stored `open` with a reservation — a buy "
+        "reserves `limit_price` x volume (a stop or trailing-stop buy: stop x volume plus the "
+        "`STOP_BUY_COLLAR`, 5 %), a sell its shares — or refused with 409 "
+        "`insufficient_buying_power` / `insufficient_shares` when the unreserved cash or "
+        "shares do not cover it. `unit_price`/`transaction_price` show what it reserves until "
+        "it fills. Stored quotes trigger it (buy limit: close <= limit; sell limit: close >= "
+        "limit; buy stop: close >= stop; sell stop: close <= stop; a stop-limit triggers like a "
+        "stop, then fills like a limit; a trailing stop's stop follows the best close since "
+        "submission by `trail_price` or `trail_percent`), and a worker fills it at that quote's "
+        "close. If its condition holds at submission it fills at once at the current close. "
+        "`time_in_force`: `day` (default; expires at the daily `MARKET_CLOSE_UTC` cut-off), "
+        "`gtc`, or `ioc` (fills now or ends `expired`).",
         request_body=TransactionSubmitSerializer,
         manual_parameters=[IDEMPOTENCY_HEADER],
         responses={
-            201: openapi.Response("Submitted, `pending`.", TransactionSerializer),
+            201: openapi.Response(
+                "Submitted: `pending` (market), `open`, or `expired` (an ioc order that could "
+                "not fill now).",
+                TransactionSerializer,
+            ),
             200: openapi.Response("Replay of an Idempotency-Key", TransactionSerializer),
             **errors(*BODY, *ACCOUNT),
             403: NOT_YOURS,
@@ -92,6 +132,11 @@ class TransactionViewSet(viewsets.GenericViewSet):
                 404,
                 "Unknown user or ticker.",
                 {"detail": "No quotes for ticker 'ZZZZ'.", "code": "unknown_ticker"},
+            ),
+            409: error_response(
+                409,
+                "The unreserved cash or shares do not cover a new non-market order.",
+                example_of(InsufficientBuyingPower(needed="1800.00", available="950.00")),
             ),
         },
     )
@@ -164,22 +209,46 @@ class TransactionViewSet(viewsets.GenericViewSet):
     @swagger_auto_schema(
         method="delete",
         operation_id="transactions_cancel",
-        operation_summary="Cancel a pending transaction",
-        operation_description="Answers 200 with the transaction, now `cancelled`. A transaction "
-        "that is no longer pending (settled or cancelled already) is a 409.",
+        operation_summary="Cancel a pending or open order",
+        operation_description="Answers 200 with the order, now `cancelled`, its reservation "
+        "released. An order that is no longer pending or open (it settled, filled, expired or "
+        "was cancelled first) is a 409 `not_pending`: exactly one of a cancel and a fill wins.",
         responses={
             200: openapi.Response("Cancelled.", TransactionSerializer),
             **ONE,
             409: error_response(
                 409,
-                "No longer pending.",
+                "No longer pending or open.",
                 example_of(NotPending(transaction_id=311, status="completed")),
+            ),
+        },
+    )
+    @swagger_auto_schema(
+        method="patch",
+        operation_id="transactions_replace",
+        operation_summary="Replace an open order",
+        operation_description="Changes an open order's `transaction_volume`, `limit_price`, "
+        "`stop_price`, trail (`trail_price` or `trail_percent`) or `time_in_force` in one step: "
+        "it keeps its id and its place in the user's order, `replaced_at` is set, and its "
+        "reservation is re-checked against the buying power or shares it holds plus the free "
+        "ones (409 `insufficient_buying_power` / `insufficient_shares`, nothing changed). "
+        "An order that filled, expired or was cancelled first is a 409 `not_open`. If the "
+        "replaced order's condition holds at the latest close, it fills at that close.",
+        request_body=TransactionReplaceSerializer,
+        responses={
+            200: openapi.Response("Replaced.", TransactionSerializer),
+            **errors(*BODY),
+            **ONE,
+            409: error_response(
+                409,
+                "No longer open, or the new terms need more than is free.",
+                example_of(NotOpen(transaction_id=311, status="completed")),
             ),
         },
     )
     @action(
         detail=True,
-        methods=["get", "delete"],
+        methods=["get", "delete", "patch"],
         url_path=r"(?P<transaction_id>[0-9]{1,18})",
         url_name="one",
     )
@@ -187,6 +256,10 @@ class TransactionViewSet(viewsets.GenericViewSet):
         txn = self._transaction(request, user_id, transaction_id)
         if request.method == "DELETE":
             txn = transaction_cancel(transaction=txn)
+        elif request.method == "PATCH":
+            changes = TransactionReplaceSerializer(data=request.data, context={"order": txn})
+            changes.is_valid(raise_exception=True)
+            txn = transaction_replace(transaction=txn, changes=changes.validated_data)
         return Response(TransactionSerializer(txn).data)
 
 
@@ -209,3 +282,66 @@ class PortfolioView(generics.GenericAPIView):
     def get(self, request, username=None):
         user = account_for(caller=request.user, username=username)
         return Response(PortfolioSerializer(portfolio_for_user(user=user)).data)
+
+
+# --- transfers --------------------------------------------------------------------------
+
+
+class TransferView(generics.GenericAPIView):
+    """`/users/{username}/transfers/`: the account's deposits and withdrawals."""
+
+    serializer_class = TransferSerializer
+
+    @swagger_auto_schema(
+        operation_id="users_transfers_list",
+        operation_summary="Deposits and withdrawals, newest first (owner or staff)",
+        operation_description="The account's cash ledger: each transfer with the balance right "
+        "after it. Paginated with `limit`/`offset`.",
+        paginated=True,
+        responses={
+            200: openapi.Response("A page of transfers.", TransferSerializer(many=True)),
+            **errors(400, *ACCOUNT),
+            404: UNKNOWN_USERNAME,
+        },
+    )
+    def get(self, request, username=None):
+        user = account_for(caller=request.user, username=username)
+        page = self.paginate_queryset(transfers_for_user(user=user))
+        return self.get_paginated_response(TransferSerializer(page, many=True).data)
+
+    @swagger_auto_schema(
+        operation_id="users_transfers_create",
+        operation_summary="Deposit or withdraw cash (owner or staff)",
+        operation_description="A deposit adds `amount` to the balance; a withdrawal takes it "
+        "from the buying power (balance - reserved: cash held by open buy orders stays), or is "
+        "refused with 409 `insufficient_buying_power` and changes nothing. The ledger row and "
+        "the new balance are written in one database transaction.",
+        request_body=TransferCreateSerializer,
+        manual_parameters=[idempotency_header("transfer", "deposit-2025-01-02-0001")],
+        responses={
+            201: openapi.Response("Transferred.", TransferSerializer),
+            200: openapi.Response("Replay of an Idempotency-Key", TransferSerializer),
+            **errors(*BODY, *ACCOUNT),
+            404: UNKNOWN_USERNAME,
+            409: error_response(
+                409,
+                "A withdrawal beyond the buying power.",
+                example_of(InsufficientBuyingPower(needed="5000.00", available="4200.00")),
+            ),
+        },
+    )
+    def post(self, request, username=None):
+        serializer = TransferCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = _idempotency_key(request)
+        user = account_for(caller=request.user, username=username)
+        if key is None:
+            transfer, created = transfer_create(user=user, **serializer.validated_data), True
+        else:
+            transfer, created = transfer_create_once(
+                user=user, idempotency_key=key, **serializer.validated_data
+            )
+        return Response(
+            TransferSerializer(transfer).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

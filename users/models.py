@@ -31,6 +31,10 @@ class User(AbstractUser):
     balance = models.DecimalField(
         max_digits=CASH_MAX_DIGITS, decimal_places=CASH_DECIMAL_PLACES, default=0
     )
+    # Cash promised to open buy orders: the sum of their reservations, never above balance.
+    reserved = models.DecimalField(
+        max_digits=CASH_MAX_DIGITS, decimal_places=CASH_DECIMAL_PLACES, default=0
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = StockFlowUserManager()
@@ -40,11 +44,20 @@ class User(AbstractUser):
             models.CheckConstraint(
                 condition=models.Q(balance__gte=0), name="user_balance_non_negative"
             ),
+            models.CheckConstraint(
+                condition=models.Q(reserved__gte=0, reserved__lte=models.F("balance")),
+                name="user_reserved_within_balance",
+            ),
             models.UniqueConstraint(Lower("username"), name="user_username_unique_any_case"),
         ]
 
     def __str__(self) -> str:
         return self.username
+
+    @property
+    def buying_power(self):
+        """Cash that a new order or a withdrawal may still use."""
+        return self.balance - self.reserved
 
     def issue_token(self) -> Token:
         """The account's API token (`Authorization: Token <key>`), created on first call."""

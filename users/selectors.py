@@ -40,7 +40,8 @@ def account_for(*, caller: User, user_id: int | None = None, username: str | Non
 
 
 def user_detail_cached(*, username: str) -> dict:
-    """`{id, username, balance, created_at}` of the account called `username` (any case)."""
+    """`{id, username, balance, reserved, buying_power, created_at}` of the account called
+    `username` (any case)."""
 
     def load():
         user = User.objects.named(username).first()
@@ -50,6 +51,8 @@ def user_detail_cached(*, username: str) -> dict:
             "id": user.pk,
             "username": user.username,
             "balance": user.balance,
+            "reserved": user.reserved,
+            "buying_power": user.buying_power,
             "created_at": user.created_at,
         }
 

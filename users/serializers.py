@@ -50,6 +50,18 @@ class UserSerializer(serializers.Serializer):
     balance = serializers.DecimalField(
         max_digits=CASH_MAX_DIGITS, decimal_places=CASH_DECIMAL_PLACES, read_only=True
     )
+    reserved = serializers.DecimalField(
+        max_digits=CASH_MAX_DIGITS,
+        decimal_places=CASH_DECIMAL_PLACES,
+        read_only=True,
+        help_text="Cash held by open buy orders.",
+    )
+    buying_power = serializers.DecimalField(
+        max_digits=CASH_MAX_DIGITS,
+        decimal_places=CASH_DECIMAL_PLACES,
+        read_only=True,
+        help_text="balance - reserved: what new orders and withdrawals may use.",
+    )
     created_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
@@ -59,6 +71,8 @@ class UserSerializer(serializers.Serializer):
                 "id": 7,
                 "username": "alice",
                 "balance": "10000.00",
+                "reserved": "0.00",
+                "buying_power": "10000.00",
                 "created_at": "2025-01-02T21:00:00Z",
             }
         }
@@ -74,6 +88,8 @@ class UserCreatedSerializer(UserSerializer):
                 "id": 7,
                 "username": "alice",
                 "balance": "10000.00",
+                "reserved": "0.00",
+                "buying_power": "10000.00",
                 "created_at": "2025-01-02T21:00:00Z",
                 "token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b",
             }

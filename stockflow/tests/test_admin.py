@@ -118,3 +118,41 @@ def test_adding_a_user_in_the_admin_sets_the_opening_balance(operator_client):
 
     assert response.status_code == 302
     assert User.objects.get(username="desk").balance == Decimal("2500.00")
+
+
+def test_open_orders_filter_by_type_status_and_ticker(operator_client):
+    TransactionFactory(ticker="AAPL", status="open", order_type="limit", limit_price="90")
+    TransactionFactory(ticker="AAPL", status="open", order_type="stop", stop_price="90")
+    TransactionFactory(ticker="MSFT", status="open", order_type="limit", limit_price="90")
+    TransactionFactory(ticker="AAPL", status="pending")
+
+    response = operator_client.get(
+        "/admin/transactions/transaction/?status__exact=open&order_type__exact=limit&ticker=AAPL"
+    )
+
+    assert response.context["cl"].result_count == 1
+
+
+def test_the_admin_action_cancels_open_orders_through_the_service(operator_client):
+    buyer = UserFactory(balance=Decimal("1000.00"), reserved=Decimal("900.00"))
+    open_buy = TransactionFactory(
+        user=buyer,
+        status="open",
+        order_type="limit",
+        limit_price="90",
+        unit_price="90",
+        transaction_volume=10,
+    )
+    filled = TransactionFactory(user=buyer, status="completed")
+
+    response = operator_client.post(
+        "/admin/transactions/transaction/",
+        {"action": "cancel_open_orders", "_selected_action": [open_buy.pk, filled.pk]},
+    )
+
+    assert response.status_code == 302
+    open_buy.refresh_from_db()
+    filled.refresh_from_db()
+    buyer.refresh_from_db()
+    assert (open_buy.status, filled.status) == ("cancelled", "completed")
+    assert (buyer.balance, buyer.reserved) == (Decimal("1000.00"), Decimal("0.00"))

@@ -8,7 +8,7 @@ from swagger_spec_validator.validator20 import validate_spec
 
 from stockflow.pagination import LimitOffsetPagination
 from stocks.models import StockData
-from transactions.models import Transaction
+from transactions.models import Transaction, Transfer
 from transactions.tests.factories import TransactionFactory
 from users.models import User
 
@@ -26,6 +26,7 @@ ROOT_PATHS = [
     "/users/",
     "/users/{username}/",
     "/users/{username}/portfolio/",
+    "/users/{username}/transfers/",
 ]
 NO_ROUTE = {"detail": "No route matches this URL.", "code": "not_found"}
 QUOTE = {
@@ -50,6 +51,7 @@ def read_routes(user, txn) -> list[str]:
         "/users/",
         f"/users/{user.username}/",
         f"/users/{user.username}/portfolio/",
+        f"/users/{user.username}/transfers/",
         "/stocks/",
         "/stocks/AAPL/",
         "/stocks/aapl/history/?start=2020-01-01",
@@ -93,14 +95,13 @@ def test_every_write_route_works_with_and_without_prefix_and_trailing_slash(
         {"ticker": "msft", "transaction_type": "buy", "transaction_volume": 1},
     )
     cancelled = user_client.delete(f"{prefix}/transactions/{user.pk}/{market.pk}{slash}")
+    deposited = user_client.post(
+        f"{prefix}/users/{user.username}/transfers{slash}",
+        {"direction": "deposit", "amount": "5.00"},
+    )
 
-    assert [r.status_code for r in (registered, token, quoted, traded, cancelled)] == [
-        201,
-        200,
-        201,
-        201,
-        200,
-    ]
+    responses = (registered, token, quoted, traded, cancelled, deposited)
+    assert [r.status_code for r in responses] == [201, 200, 201, 201, 200, 201]
     assert token.json() == {"token": registered.json()["token"]}
     assert traded.json()["transaction_price"] == "401.00"
     assert cancelled.json()["status"] == "cancelled"
@@ -160,6 +161,8 @@ def test_an_unknown_url_is_a_json_404_for_a_post_too(api_client):
         ("patch", "/users/operator/"),
         ("delete", "/users/operator/"),
         ("post", "/users/operator/portfolio/"),
+        ("put", "/users/operator/transfers/"),
+        ("delete", "/users/operator/transfers/"),
         ("put", "/transactions/"),
         ("get", "/transactions/"),
         ("post", "/health/"),
@@ -426,18 +429,26 @@ BAD_BYTES = {
 
 
 @pytest.fixture
-def post_routes(api_client, staff_client, user_client, market):
+def post_routes(api_client, staff_client, user_client, user, market):
     """Every POST route with a client allowed to call it, and row counts that must not grow."""
     return {
         "/users/": api_client,
         "/auth/token/": api_client,
         "/stocks/": staff_client,
         "/transactions/": user_client,
+        f"/users/{user.username}/transfers/": user_client,
     }
 
 
-def row_counts() -> tuple[int, int, int]:
-    return User.objects.count(), StockData.objects.count(), Transaction.objects.count()
+def row_counts() -> tuple[int, ...]:
+    return (
+        User.objects.count(),
+        StockData.objects.count(),
+        Transaction.objects.count(),
+        Transfer.objects.count(),
+        # A refused transfer must not move cash either.
+        *User.objects.order_by("pk").values_list("balance", flat=True),
+    )
 
 
 def assert_json_client_error(response, label: str) -> None:
@@ -623,19 +634,31 @@ DOCUMENTED_STATUSES = {
     ("POST", "/stocks/"): "201 400 401 403 409 413 414 415 429 431 503",
     ("GET", "/stocks/{ticker}/"): "200 400 401 404 414 429 431 503",
     ("GET", "/stocks/{ticker}/history/"): "200 400 401 404 414 429 431 503",
-    ("POST", "/transactions/"): "200 201 400 401 403 404 413 414 415 429 431 503",
+    ("POST", "/transactions/"): "200 201 400 401 403 404 409 413 414 415 429 431 503",
     ("GET", "/transactions/{user_id}/"): "200 400 401 403 404 414 429 431 503",
     ("GET", "/transactions/{user_id}/{start_timestamp}/{end_timestamp}/"): (
         "200 400 401 403 404 414 429 431 503"
     ),
     ("GET", "/transactions/{user_id}/{transaction_id}/"): "200 401 403 404 414 429 431 503",
     ("DELETE", "/transactions/{user_id}/{transaction_id}/"): "200 401 403 404 409 414 429 431 503",
+    ("PATCH", "/transactions/{user_id}/{transaction_id}/"): (
+        "200 400 401 403 404 409 413 414 415 429 431 503"
+    ),
     ("GET", "/users/"): "200 400 401 403 414 429 431 503",
     ("POST", "/users/"): "201 400 401 409 413 414 415 429 431 503",
     ("GET", "/users/{username}/"): "200 401 403 404 414 429 431 503",
     ("GET", "/users/{username}/portfolio/"): "200 401 403 404 414 429 431 503",
+    ("GET", "/users/{username}/transfers/"): "200 400 401 403 404 414 429 431 503",
+    ("POST", "/users/{username}/transfers/"): (
+        "200 201 400 401 403 404 409 413 414 415 429 431 503"
+    ),
 }
-PAGED = ["/users/", "/stocks/AAPL/history/", "/transactions/{user_id}/"]
+PAGED = [
+    "/users/",
+    "/stocks/AAPL/history/",
+    "/transactions/{user_id}/",
+    "/users/{username}/transfers/",
+]
 
 
 def operations(schema: dict) -> dict:
@@ -653,7 +676,7 @@ def test_the_schema_is_valid_swagger_2_with_one_id_per_operation(api_client):
 
     validate_spec(schema)
     ids = [operation["operationId"] for operation in operations(schema).values()]
-    assert len(ids) == len(set(ids)) == 16
+    assert len(ids) == len(set(ids)) == 19
 
 
 @pytest.mark.django_db
@@ -684,7 +707,8 @@ def test_the_schema_documents_every_status_an_operation_answers(api_client):
 def test_the_schema_states_paging_and_one_or_many_quotes(api_client):
     ops = operations(api_client.get("/swagger.json").json())
 
-    for path in ("/users/", "/stocks/{ticker}/history/", "/transactions/{user_id}/"):
+    paged = ("/users/", "/stocks/{ticker}/history/", "/transactions/{user_id}/")
+    for path in (*paged, "/users/{username}/transfers/"):
         page = ops[("GET", path)]["responses"]["200"]["schema"]
         assert set(page["properties"]) == {"count", "next", "previous", "results"}, path
         assert {p["name"] for p in ops[("GET", path)]["parameters"]} >= {"limit", "offset"}
@@ -716,7 +740,7 @@ def test_the_schema_states_paging_and_one_or_many_quotes(api_client):
 def test_a_malformed_page_parameter_is_a_400_not_the_default(
     staff_client, user, market, path, query, errors
 ):
-    response = staff_client.get(f"{path.format(user_id=user.pk)}?{query}")
+    response = staff_client.get(f"{path.format(user_id=user.pk, username=user.username)}?{query}")
 
     assert response.status_code == 400
     assert response.json() == errors
@@ -728,7 +752,7 @@ def test_empty_page_parameters_are_the_defaults_and_a_big_limit_is_capped(
     staff_client, user, market, monkeypatch, path
 ):
     monkeypatch.setattr(LimitOffsetPagination, "max_limit", 1)
-    path = path.format(user_id=user.pk)
+    path = path.format(user_id=user.pk, username=user.username)
 
     plain = staff_client.get(path)
     empty = staff_client.get(f"{path}?limit=&offset=")

@@ -4,6 +4,7 @@ Each run is a copy of this checkout (sharing its virtualenv) with a `.env` of th
 quoted values included, so a developer's `.env` is never read, overwritten or left behind.
 """
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from websockets.sync.client import connect
 
 from stockflow.testing import Process, drop_database, free_port, wait_until_serving
 
@@ -67,10 +69,11 @@ class Server:
         self.process.interrupt(timeout=30)
 
 
-def run_walkthrough(url: str) -> str:
+def run_walkthrough(url: str, ws_url: str | None = None) -> str:
+    """Run the block as a user pastes it; `ws_url` is the WS= the README names for that mode."""
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", walkthrough()],
-        env={**os.environ, "API": url},
+        env={**os.environ, "API": url, **({"WS": ws_url} if ws_url else {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -79,10 +82,28 @@ def run_walkthrough(url: str) -> str:
     return result.stdout
 
 
+def assert_received_the_walkthroughs_quote(quotes) -> None:
+    """The two quotes the walkthrough posts (ACME), as the /ws/quotes/ client got them."""
+    for close, volume in (("42.2500", 120000), ("39.8000", 80000)):
+        event = json.loads(quotes.recv(timeout=10))
+        assert event["event"] == "quote", event
+        expected = {"ticker": "ACME", "close_price": close}
+        assert {key: event["quote"][key] for key in expected} == expected, event
+        assert event["quote"]["volume"] == volume, event
+    with pytest.raises(TimeoutError):
+        quotes.recv(timeout=0.5)
+
+
 def assert_walkthrough_outcome(output: str):
     assert output.count('"status":"completed"') >= 2, output
     assert '"cash":"9577.50"' in output, output
-    assert '"balance":"9746.50"' in output, output
+    assert '"direction":"deposit","amount":"500.00"' in output, output
+    assert '"balance":"10047.50"' in output, output
+    # The limit order: open and reserving, its two live events, then filled at the close.
+    assert '"status":"open"' in output and '"reserved":"200.00"' in output, output
+    assert '{"event":"submitted","order":{' in output, output
+    assert '{"event":"completed","order":{' in output, output
+    assert '"filled_price":"39.8000"' in output, output
     assert '"status":"failed"' not in output, output
     assert '"status":"pending"' in output, output  # the submissions' own responses
 
@@ -107,7 +128,10 @@ def test_make_run_on_embedded_defaults_serves_the_walkthrough(tmp_path):
     try:
         server.wait_healthy()
         assert requests.get(f"{server.url}/swagger/", timeout=5).status_code == 200
-        output = run_walkthrough(server.url)
+        # One process serves HTTP and WebSocket on WEB_BIND in this mode.
+        with connect(f"ws://127.0.0.1:{port}/ws/quotes/?tickers=ACME") as quotes:
+            output = run_walkthrough(server.url)
+            assert_received_the_walkthroughs_quote(quotes)
     finally:
         server.stop()
     assert_walkthrough_outcome(output)
@@ -120,6 +144,7 @@ def test_make_run_on_embedded_defaults_serves_the_walkthrough(tmp_path):
         "Loading demo data",
     ]
     assert steps[3].startswith(f"Serving on http://127.0.0.1:{port}/ ")
+    assert f"WebSockets on ws://127.0.0.1:{port}/ws/" in steps[3]
     assert sqlite_path.exists()
 
 
@@ -129,7 +154,7 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
         pytest.skip(f"needs PostgreSQL and Redis: {settings.SERVICES_ERROR}")
     db_name = f"stockflow_readme_{settings.RUN_ID}"
     server_url = settings.TEST_DATABASE_URL.rsplit("/", 1)[0]
-    port, flower_port = free_port(), free_port()
+    port, ws_port, flower_port = free_port(), free_port(), free_port()
     # The web and flower processes get these through honcho, as django-environ reads them.
     dotenv = f'WEB_BIND="127.0.0.1:{port}"\nFLOWER_BASIC_AUTH="{":".join(FLOWER_LOGIN)}"\n'
     env = {
@@ -140,6 +165,9 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
         "CELERY_TASK_DEFAULT_QUEUE": f"stockflow-readme-{settings.RUN_ID}",
         "CACHE_KEY_PREFIX": f"stockflow-readme-{settings.RUN_ID}",
         "FLOWER_PORT": str(flower_port),
+        "WS_PORT": str(ws_port),
+        # Pub/sub channels span Redis databases: keep this run's events to itself.
+        "CHANNEL_LAYER_PREFIX": f"stockflow-readme-{settings.RUN_ID}",
         "BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
         "WEB_CONCURRENCY": "2",
     }
@@ -148,7 +176,10 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
     try:
         server.wait_healthy()
         assert requests.get(f"{server.url}/health/", timeout=5).json()["status"] == "ok"
-        output = run_walkthrough(server.url)
+        wait_until_serving(server.process, f"http://127.0.0.1:{ws_port}")  # the ws process
+        with connect(f"ws://127.0.0.1:{ws_port}/ws/quotes/?tickers=ACME") as quotes:
+            output = run_walkthrough(server.url, f"ws://127.0.0.1:{ws_port}")
+            assert_received_the_walkthroughs_quote(quotes)
         tasks = {}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -175,7 +206,7 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
     assert len(settled) >= 2, tasks
     assert anonymous.status_code == wrong_password.status_code == 401
     log = server.log()
-    for process in ("web", "worker", "beat", "flower"):
+    for process in ("web", "ws", "worker", "beat", "flower"):
         assert re.search(rf"{process}\.1\s+\| ", log), f"no {process} output:\n{log[-3000:]}"
     assert "StockFlow mode: postgresql + Redis broker/cache" in log
     assert re.search(r"transaction_settled transaction_id=\d+ .* outcome=completed", log)

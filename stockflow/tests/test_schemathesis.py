@@ -26,6 +26,7 @@ from schemathesis.core.parameters import ParameterLocation
 from stockflow.fields import MAX_EPOCH, TIMESTAMP_FORMAT
 from stocks.tests.factories import StockDataFactory
 from transactions.models import FailureReason, TransactionStatus, TransactionType
+from transactions.services import transfer_create
 from transactions.tests.factories import PositionFactory, TransactionFactory
 from users.tests.factories import UserFactory
 
@@ -37,8 +38,14 @@ UNTHROTTLED = {"anon": None, "user": None, "login_failures": "1000000/min"}
 RULES_BEYOND_THE_SCHEMA = {
     ("POST", "/auth/token/"): "the password must be the user's",
     ("POST", "/users/"): "Django's password rules; a JSON number or string balance",
-    ("POST", "/stocks/"): "low <= open, close <= high; a JSON number or string price",
-    ("POST", "/transactions/"): "user and user_id must agree; a JSON number or string id",
+    ("POST", "/stocks/"): "low <= open, close <= high; no timestamp from the future; a JSON "
+    "number or string price",
+    ("POST", "/transactions/"): "user and user_id must agree; which prices the order type "
+    "takes; a JSON number or string id or price",
+    ("PATCH", "/transactions/{user_id}/{transaction_id}/"): "which prices the stored order's "
+    "type takes; a JSON number or string price",
+    ("POST", "/users/{username}/transfers/"): "a withdrawal needs the buying power (409); a "
+    "JSON number or string amount, whose bounds and 2 places the schema states for numbers only",
     ("GET", "/stocks/{ticker}/history/"): "start <= end",
     ("GET", "/transactions/{user_id}/"): "start_timestamp <= end_timestamp",
     ("GET", "/transactions/{user_id}/{start_timestamp}/{end_timestamp}/"): "start <= end",
@@ -106,7 +113,8 @@ def flatmap_case(context, case):
 
 @pytest.fixture
 def world(db, monkeypatch):
-    """Staff, two traders with positions and transactions in every state, and quotes."""
+    """Staff, two traders with positions, transactions in every state and a transfer, and
+    quotes."""
     monkeypatch.setattr(
         SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, **UNTHROTTLED}
     )
@@ -147,6 +155,7 @@ def world(db, monkeypatch):
             user=other, timestamp=day, status=TransactionStatus.CANCELLED, **settled
         ),
     ]
+    transfer_create(user=trader, direction="withdrawal", amount=Decimal("500.00"))
     REAL_PATH_VALUES.update(
         username=[staff.username, trader.username, other.username],
         user_id=[staff.pk, trader.pk, other.pk],

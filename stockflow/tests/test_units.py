@@ -18,8 +18,26 @@ from stockflow.exceptions import exception_handler, status_of
 from stockflow.fields import TickerField, TimestampField, parse_timestamp
 from stockflow.money import quantize_cash, quantize_price
 from stockflow.parsers import DecimalJSONParser
-from stocks.errors import DuplicateQuote, DuplicateQuoteInRequest, QuoteFromTheFuture, UnknownTicker
-from transactions.errors import InvalidIdempotencyKey, NotPending, UnknownTransaction
+from stocks.errors import (
+    DuplicateQuote,
+    DuplicateQuoteInRequest,
+    InvalidTicker,
+    QuoteFromTheFuture,
+    TickersRequired,
+    TooManyTickers,
+    UnknownTicker,
+)
+from transactions.errors import (
+    BalanceLimitExceeded,
+    InsufficientBuyingPower,
+    InsufficientShares,
+    InvalidIdempotencyKey,
+    InvalidTransferAmount,
+    NotOpen,
+    NotPending,
+    TrailTooWide,
+    UnknownTransaction,
+)
 from users.errors import DuplicateUsername, NotYourAccount, UnknownUser, UnknownUserId
 from users.models import User
 from users.services import user_register
@@ -420,6 +438,21 @@ DOMAIN_ERRORS = [
         {"timestamp": ["A quote may be at most 300 seconds ahead of the server's clock."]},
     ),
     (
+        TickersRequired(most=50),
+        400,
+        {"tickers": ["Name 1 to 50 tickers, comma-separated: /ws/quotes/?tickers=AAPL,MSFT."]},
+    ),
+    (
+        InvalidTicker(ticker="A$"),
+        400,
+        {"tickers": ["'A$' is not a ticker: 1-10 characters of A-Z, 0-9, '.' and '-'."]},
+    ),
+    (
+        TooManyTickers(most=50, count=51),
+        400,
+        {"tickers": ["At most 50 tickers per connection; 51 were named."]},
+    ),
+    (
         UnknownTransaction(transaction_id=3, user_id=7),
         404,
         {"detail": "No transaction 3 for user 7.", "code": "unknown_transaction"},
@@ -434,11 +467,58 @@ DOMAIN_ERRORS = [
         },
     ),
     (
+        NotOpen(transaction_id=3, status="completed"),
+        409,
+        {
+            "detail": "Transaction 3 is already completed; only open orders can be replaced.",
+            "code": "not_open",
+        },
+    ),
+    (
+        InsufficientBuyingPower(needed="100.00", available="99.99"),
+        409,
+        {
+            "detail": "This needs 100.00 of buying power; 99.99 is available.",
+            "code": "insufficient_buying_power",
+        },
+    ),
+    (
+        InsufficientShares(needed=5, ticker="AAPL", available=4),
+        409,
+        {
+            "detail": "This needs 5 unreserved AAPL shares; 4 are available.",
+            "code": "insufficient_shares",
+        },
+    ),
+    (
+        TrailTooWide(close=Decimal("4.0000")),
+        400,
+        {"trail_price": ["A trailing sell's trail must be less than the current close, 4.0000."]},
+    ),
+    (
         InvalidIdempotencyKey(),
         400,
         {
             "detail": "Idempotency-Key must be 1-64 printable ASCII characters.",
             "code": "invalid_idempotency_key",
+        },
+    ),
+    (
+        InvalidTransferAmount(limit=1000),
+        400,
+        {
+            "amount": [
+                "Enter an amount greater than 0 and less than 1000, with at most 2 decimal places."
+            ]
+        },
+    ),
+    (
+        BalanceLimitExceeded(limit=1000),
+        400,
+        {
+            "amount": [
+                "This deposit would take the balance to 1000 or more; a balance stays below it."
+            ]
         },
     ),
 ]

@@ -43,7 +43,25 @@ def txn_json(txn: Transaction) -> dict:
         "failure_reason": txn.failure_reason,
         "timestamp": iso(txn.timestamp),
         "settled_at": iso(txn.settled_at) if txn.settled_at else None,
+        **MARKET_ORDER_TERMS,
+        # A completed order's unit_price is its fill price.
+        "filled_price": f"{txn.unit_price:.4f}" if txn.status == "completed" else None,
     }
+
+
+# What every market order shows of the fields that other order types use.
+MARKET_ORDER_TERMS = {
+    "order_type": "market",
+    "limit_price": None,
+    "stop_price": None,
+    "trail_price": None,
+    "trail_percent": None,
+    "time_in_force": None,
+    "triggered_at": None,
+    "filled_price": None,
+    "expires_at": None,
+    "replaced_at": None,
+}
 
 
 def daily_transactions(user, days: int = 4) -> list[Transaction]:
@@ -81,6 +99,7 @@ def test_a_submitted_buy_answers_pending_and_then_settles(user_client, user, quo
         "failure_reason": None,
         "timestamp": iso(txn.timestamp),
         "settled_at": None,
+        **MARKET_ORDER_TERMS,
     }
     assert (txn.status, txn.failure_reason) == (TransactionStatus.COMPLETED, None)
     assert txn.settled_at is not None

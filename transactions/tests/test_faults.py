@@ -31,6 +31,8 @@ from transactions.models import (
     Transaction,
     TransactionStatus,
     TransactionType,
+    Transfer,
+    TransferDirection,
 )
 from users.models import User
 from users.tests.factories import UserFactory
@@ -164,6 +166,13 @@ def assert_invariants(user_ids: list[int], opening: dict[int, Decimal]):
     ):
         sign = -1 if row["transaction_type"] == TransactionType.BUY else 1
         cash[row["user_id"]] += sign * row["total"]
+    for row in (
+        Transfer.objects.filter(user_id__in=user_ids)
+        .values("user_id", "direction")
+        .annotate(total=Sum("amount"))
+    ):
+        sign = 1 if row["direction"] == TransferDirection.DEPOSIT else -1
+        cash[row["user_id"]] += sign * row["total"]
     shares = Counter()
     for row in completed.values("user_id", "ticker", "transaction_type").annotate(
         total=Sum("transaction_volume")
@@ -172,7 +181,8 @@ def assert_invariants(user_ids: list[int], opening: dict[int, Decimal]):
         shares[(row["user_id"], row["ticker"])] += sign * row["total"]
 
     balances = dict(User.objects.filter(pk__in=user_ids).values_list("pk", "balance"))
-    assert balances == {pk: opening[pk] + cash[pk] for pk in user_ids}  # 1. cash conserved
+    # 1. cash conserved: opening + deposits - withdrawals - completed buys + completed sells
+    assert balances == {pk: opening[pk] + cash[pk] for pk in user_ids}
     positions = {
         (p.user_id, p.ticker): p.quantity for p in Position.objects.filter(user_id__in=user_ids)
     }
@@ -541,3 +551,63 @@ def test_settlement_recovers_when_the_workers_database_connections_are_terminate
     assert " retry: Retry in " in worker.log()  # ...mid-settlement, and those settlements retried
     ledger.assert_settled_exactly_as_replayed()
     assert max(settled_counts(worker.log()).values()) == 1
+
+
+# --- 5. A quote that should trigger an order arrives while Redis is down ------------------------
+
+
+def test_an_order_whose_trigger_quote_arrives_while_redis_is_down_fills_once_it_is_back(
+    stack, own_redis
+):
+    user = UserFactory(balance=Decimal("1000.00"))
+    feed = UserFactory(username="feed-op", is_staff=True)
+    StockDataFactory(ticker="ACME", close_price=Decimal("12.0000"))
+    web = stack.web(workers=1, threads=4)
+    stack.worker()
+    stack.beat(SWEEP_INTERVAL_SECONDS="1", SWEEP_PENDING_AFTER_SECONDS="1")
+
+    def post(who, path: str, body: dict) -> requests.Response:
+        return requests.post(
+            f"{web.url}{path}",
+            json=body,
+            headers={"Authorization": f"Token {who.auth_token.key}"},
+            timeout=REQUEST_TIMEOUT,
+        )
+
+    order = post(
+        user,
+        "/transactions/",
+        {
+            "ticker": "ACME",
+            "transaction_type": "buy",
+            "transaction_volume": 10,
+            "order_type": "limit",
+            "limit_price": "10.00",
+            "time_in_force": "gtc",
+        },
+    )
+    assert (order.status_code, order.json()["status"]) == (201, "open"), order.content
+
+    own_redis.kill()
+    quote = {"open_price": "9.5", "close_price": "9.5", "high": "9.5", "low": "9.5", "volume": 1}
+    stored = post(feed, "/stocks/", {"ticker": "ACME", **quote})
+    assert stored.status_code == 201, stored.content  # stored; the check could not be queued
+    time.sleep(2)
+    txn = Transaction.objects.get(pk=order.json()["id"])
+    assert txn.status == "open"
+
+    own_redis.start()
+    wait_for(
+        lambda: Transaction.objects.get(pk=txn.pk).status != "open",
+        SETTLE_TIMEOUT,
+        "the order never filled after Redis came back",
+    )
+
+    txn.refresh_from_db()
+    assert (txn.status, txn.filled_price, txn.transaction_price) == (
+        "completed",
+        Decimal("9.5000"),
+        Decimal("95.00"),
+    )
+    user.refresh_from_db()
+    assert (user.balance, user.reserved) == (Decimal("905.00"), Decimal("0.00"))

@@ -1,7 +1,10 @@
-"""Model-based test: random submit/cancel/settle sequences match an independent reference model."""
+"""Model-based test: random submit/cancel/replace/settle sequences of market, limit and stop
+orders, the quotes that trigger them, and deposits and withdrawals of cash, match an
+independent reference model."""
 
 import copy
 import inspect
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,18 +27,23 @@ from hypothesis.stateful import (
 from stocks.errors import UnknownTicker
 from stocks.services import quotes_ingest
 from transactions import services
-from transactions.errors import NotPending
+from transactions.errors import InsufficientBuyingPower, InsufficientShares, NotOpen, NotPending
 from transactions.models import (
     FailureReason,
     Position,
     Transaction,
     TransactionStatus,
     TransactionType,
+    Transfer,
+    TransferDirection,
 )
 from transactions.services import (
+    orders_check_for_ticker,
     transaction_cancel,
+    transaction_replace,
     transaction_submit,
     transactions_settle_for_user,
+    transfer_create,
 )
 from users.models import User
 from users.tests.factories import UserFactory
@@ -43,7 +51,9 @@ from users.tests.factories import UserFactory
 BUY, SELL = TransactionType.BUY, TransactionType.SELL
 PENDING, COMPLETED = TransactionStatus.PENDING, TransactionStatus.COMPLETED
 FAILED, CANCELLED = TransactionStatus.FAILED, TransactionStatus.CANCELLED
+OPEN = TransactionStatus.OPEN
 FINAL = (COMPLETED, FAILED, CANCELLED)
+STOP_BUY_COLLAR = Decimal("1.05")  # the setting's default: stop buys reserve 5 % more
 INSUFFICIENT_FUNDS = FailureReason.INSUFFICIENT_FUNDS
 INSUFFICIENT_SHARES = FailureReason.INSUFFICIENT_SHARES
 
@@ -75,7 +85,11 @@ close_prices = st.one_of(
     st.integers(min_value=1, max_value=20_000).map(lambda n: Decimal(n) * Decimal("0.0050")),
 )
 volumes = st.one_of(st.integers(min_value=1, max_value=MAX_VOLUME), st.sampled_from([8, 40]))
+# Cents to a few opening balances' worth: withdrawals of these are often refused.
+transfer_amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("30000.00"), places=2)
+DEPOSIT, WITHDRAWAL = TransferDirection.DEPOSIT, TransferDirection.WITHDRAWAL
 transaction_types = st.sampled_from([BUY, SELL])
+PRICE_FACTORS = [Decimal(f) for f in ("0.9", "0.97", "1", "1.03", "1.1")]
 
 
 def to_cents(amount: Decimal) -> Decimal:
@@ -97,6 +111,22 @@ class ExpectedTransaction:
     transaction_price: Decimal
     status: str = PENDING
     failure_reason: str | None = None
+    order_type: str = "market"
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    ready_price: Decimal | None = None  # the close that made an open order fillable
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
+
+    def holds_at(self, close: Decimal) -> bool:
+        """Buy limit: close <= limit; sell limit: close >= limit; buy stop: close >= stop;
+        sell stop: close <= stop."""
+        buy = self.transaction_type == BUY
+        if self.order_type == "limit":
+            return close <= self.limit_price if buy else close >= self.limit_price
+        return close >= self.stop_price if buy else close <= self.stop_price
 
     def as_row(self) -> tuple:
         return (
@@ -115,6 +145,7 @@ class ExpectedTransaction:
 class Holding:
     quantity: int
     average_cost: Decimal
+    reserved: int = 0
 
 
 class ReferenceModel:
@@ -129,10 +160,77 @@ class ReferenceModel:
         self.holdings: dict[tuple[int, str], Holding] = {}
         self.transactions: dict[int, ExpectedTransaction] = {}
         self.submitted_in_order: dict[int, list[int]] = {}
+        self.reserved: dict[int, Decimal] = {}
+        # Closes stored since the ticker's open orders were last checked, oldest first.
+        self.unchecked: dict[str, list[Decimal]] = {}
+        # Every transfer made, in order: (user_id, direction, amount, balance after it).
+        self.transfers: list[tuple[int, str, Decimal, Decimal]] = []
 
     def register(self, user_id: int, opening_balance: Decimal) -> None:
         self.opening_balance[user_id] = self.balance[user_id] = opening_balance
+        self.reserved[user_id] = ZERO_CASH
         self.submitted_in_order[user_id] = []
+
+    def transfer(self, user_id: int, direction: str, amount: Decimal) -> bool:
+        """A deposit adds; a withdrawal takes only unreserved cash, or is refused (False)."""
+        if direction == WITHDRAWAL and amount > self.free_cash(user_id):
+            return False
+        self.balance[user_id] += amount if direction == DEPOSIT else -amount
+        self.transfers.append((user_id, direction, amount, self.balance[user_id]))
+        return True
+
+    def free_cash(self, user_id: int) -> Decimal:
+        return self.balance[user_id] - self.reserved[user_id]
+
+    def free_shares(self, user_id: int, ticker: str) -> int:
+        holding = self.holdings.get((user_id, ticker))
+        return holding.quantity - holding.reserved if holding else 0
+
+    def conditional_order(
+        self, user_id, ticker, transaction_type, volume, order_type, price
+    ) -> ExpectedTransaction:
+        """What an open order reserves: a buy its price x volume (a stop buy 5 % more), in
+        cash; a sell its shares."""
+        per_share = price
+        if order_type == "stop" and transaction_type == BUY:
+            per_share = to_four_places(price * STOP_BUY_COLLAR)
+        return ExpectedTransaction(
+            user_id=user_id,
+            ticker=ticker,
+            transaction_type=transaction_type,
+            transaction_volume=volume,
+            unit_price=per_share,
+            transaction_price=to_cents(per_share * volume),
+            status=OPEN,
+            order_type=order_type,
+            limit_price=price if order_type == "limit" else None,
+            stop_price=price if order_type == "stop" else None,
+        )
+
+    def can_reserve(self, order: ExpectedTransaction, releasing=0) -> bool:
+        if order.transaction_type == BUY:
+            return self.free_cash(order.user_id) + releasing >= order.transaction_price
+        free = self.free_shares(order.user_id, order.ticker) + releasing
+        return free >= order.transaction_volume
+
+    def reserve(self, order: ExpectedTransaction, sign: int = 1) -> None:
+        if order.transaction_type == BUY:
+            self.reserved[order.user_id] += sign * order.transaction_price
+        else:
+            self.holdings[(order.user_id, order.ticker)].reserved += sign * order.transaction_volume
+
+    def arm(self, order: ExpectedTransaction) -> None:
+        """An open order whose condition holds at the latest close is ready to fill at it."""
+        close = self.latest_close[order.ticker]
+        order.ready_price = close if order.holds_at(close) else None
+
+    def check_orders(self, ticker: str) -> None:
+        """Apply the ticker's unchecked closes, oldest first, to its open orders."""
+        for close in self.unchecked.pop(ticker, []):
+            for txn in self.transactions.values():
+                waiting = txn.ticker == ticker and txn.is_open and txn.ready_price is None
+                if waiting and txn.holds_at(close):
+                    txn.ready_price = close
 
     def priced_order(
         self, user_id: int, ticker: str, transaction_type: str, transaction_volume: int
@@ -160,29 +258,40 @@ class ReferenceModel:
         ]
 
     def settle(self, user_id: int) -> list[int]:
-        """Settle the user's pending transactions in submission order; return their ids."""
-        pending = set(self.ids_with_status(PENDING, user_id=user_id))
-        settled = [pk for pk in self.submitted_in_order[user_id] if pk in pending]
+        """Settle the user's pending transactions, and the open orders a quote made ready to
+        fill (at that close, from their own reservation), in submission order."""
+        due = {
+            pk
+            for pk, txn in self.transactions.items()
+            if txn.user_id == user_id
+            and (txn.status == PENDING or (txn.is_open and txn.ready_price is not None))
+        }
+        settled = [pk for pk in self.submitted_in_order[user_id] if pk in due]
         for pk in settled:
             txn = self.transactions[pk]
             key = (user_id, txn.ticker)
+            if txn.is_open:
+                self.reserve(txn, sign=-1)
+                txn.unit_price = txn.ready_price
+                txn.transaction_price = to_cents(txn.ready_price * txn.transaction_volume)
             holding = self.holdings.get(key, Holding(0, ZERO_COST))
             if txn.transaction_type == BUY:
-                if self.balance[user_id] < txn.transaction_price:
+                if self.free_cash(user_id) < txn.transaction_price:
                     txn.status, txn.failure_reason = FAILED, INSUFFICIENT_FUNDS
                     continue
                 # The cost a buy adds is its rounded cash price, not unit price x volume.
                 cost = holding.quantity * holding.average_cost + txn.transaction_price
                 quantity = holding.quantity + txn.transaction_volume
-                self.holdings[key] = Holding(quantity, to_four_places(cost / quantity))
+                average_cost = to_four_places(cost / quantity)
+                self.holdings[key] = Holding(quantity, average_cost, holding.reserved)
                 self.balance[user_id] -= txn.transaction_price
             else:
-                if holding.quantity < txn.transaction_volume:
+                if holding.quantity - holding.reserved < txn.transaction_volume:
                     txn.status, txn.failure_reason = FAILED, INSUFFICIENT_SHARES
                     continue
                 quantity = holding.quantity - txn.transaction_volume
                 average_cost = holding.average_cost if quantity else ZERO_COST
-                self.holdings[key] = Holding(quantity, average_cost)
+                self.holdings[key] = Holding(quantity, average_cost, holding.reserved)
                 self.balance[user_id] += txn.transaction_price
             txn.status = COMPLETED
         return settled
@@ -237,6 +346,7 @@ class SettlementMachine(RuleBasedStateMachine):
             ]
         )
         self.model.latest_close[ticker] = close_price
+        self.model.unchecked.setdefault(ticker, []).append(close_price)
 
     def submit(
         self, user_id: int, ticker: str, transaction_type: str, transaction_volume: int
@@ -359,16 +469,142 @@ class SettlementMachine(RuleBasedStateMachine):
         assert exc_info.value.code == "unknown_ticker"
         # Nothing was created: the invariants compare every stored transaction to the model.
 
-    @precondition(lambda self: self.model.ids_with_status(PENDING))
+    def price_near_the_market(self, data, ticker: str) -> Decimal:
+        """A limit or stop price around the latest close, so quotes often reach it."""
+        factor = data.draw(st.sampled_from(PRICE_FACTORS), label="price_factor")
+        return max(to_four_places(self.model.latest_close[ticker] * factor), Decimal("0.0001"))
+
+    @precondition(lambda self: self.model.latest_close)
+    @rule(
+        user_id=users,
+        data=st.data(),
+        transaction_type=transaction_types,
+        order_type=st.sampled_from(["limit", "stop"]),
+        transaction_volume=volumes,
+    )
+    def a_user_places_a_limit_or_stop_order(
+        self, user_id, data, transaction_type, order_type, transaction_volume
+    ):
+        ticker = data.draw(st.sampled_from(sorted(self.model.latest_close)), label="ticker")
+        price = self.price_near_the_market(data, ticker)
+        expected = self.model.conditional_order(
+            user_id, ticker, transaction_type, transaction_volume, order_type, price
+        )
+        order = {
+            "user": User.objects.get(pk=user_id),
+            "ticker": ticker,
+            "transaction_type": transaction_type,
+            "transaction_volume": transaction_volume,
+            "order_type": order_type,
+            f"{order_type}_price": price,
+            "time_in_force": "gtc",
+        }
+
+        if not self.model.can_reserve(expected):
+            refusal = InsufficientBuyingPower if transaction_type == BUY else InsufficientShares
+            with pytest.raises(refusal):
+                transaction_submit(**order)
+            return  # nothing stored: the invariants compare every row to the model
+        txn = transaction_submit(**order)
+
+        self.model.reserve(expected)
+        self.model.arm(expected)
+        self.model.record_submission(txn.pk, expected)
+
+    @precondition(lambda self: self.model.latest_close and self.model.balance)
+    @rule(data=st.data(), order_type=st.sampled_from(["limit", "stop"]))
+    def a_user_places_a_limit_or_stop_order_they_can_cover(self, data, order_type):
+        """Random orders are mostly refused for want of cash or shares: this one fits."""
+        ticker = data.draw(st.sampled_from(sorted(self.model.latest_close)), label="ticker")
+        price = self.price_near_the_market(data, ticker)
+        sellers = sorted(u for u in self.model.balance if self.model.free_shares(u, ticker))
+        side = data.draw(st.sampled_from([BUY, SELL] if sellers else [BUY]), label="side")
+        if side == SELL:
+            user_id = data.draw(st.sampled_from(sellers), label="user_id")
+            most = self.model.free_shares(user_id, ticker)
+        else:
+            user_id = data.draw(st.sampled_from(sorted(self.model.balance)), label="user_id")
+            one = self.model.conditional_order(user_id, ticker, BUY, 1, order_type, price)
+            most = int(self.model.free_cash(user_id) // one.unit_price) if one.unit_price else 0
+        if most < 1:
+            return
+        volume = data.draw(st.integers(min_value=1, max_value=min(most, MAX_VOLUME)), label="vol")
+        expected = self.model.conditional_order(user_id, ticker, side, volume, order_type, price)
+        if not self.model.can_reserve(expected):  # rounding to cents can tip a buy over
+            return
+
+        txn = transaction_submit(
+            user=User.objects.get(pk=user_id),
+            ticker=ticker,
+            transaction_type=side,
+            transaction_volume=volume,
+            order_type=order_type,
+            time_in_force="gtc",
+            **{f"{order_type}_price": price},
+        )
+
+        self.model.reserve(expected)
+        self.model.arm(expected)
+        self.model.record_submission(txn.pk, expected)
+
+    @precondition(lambda self: any(self.model.unchecked.values()))
     @rule(data=st.data())
-    def a_pending_transaction_is_cancelled(self, data):
-        pending = self.model.ids_with_status(PENDING)
-        pk = data.draw(st.sampled_from(pending), label="transaction_id")
+    def a_worker_checks_the_open_orders_of_a_ticker(self, data):
+        quoted = sorted(ticker for ticker, closes in self.model.unchecked.items() if closes)
+        ticker = data.draw(st.sampled_from(quoted), label="ticker")
+        self.model.check_orders(ticker)
+
+        orders_check_for_ticker(ticker=ticker)
+
+    @precondition(lambda self: self.model.ids_with_status(OPEN))
+    @rule(data=st.data(), transaction_volume=volumes)
+    def an_open_order_is_replaced(self, data, transaction_volume):
+        pk = data.draw(st.sampled_from(self.model.ids_with_status(OPEN)), label="transaction_id")
+        old = self.model.transactions[pk]
+        price = self.price_near_the_market(data, old.ticker)
+        new = self.model.conditional_order(
+            old.user_id, old.ticker, old.transaction_type, transaction_volume, old.order_type, price
+        )
+        held = old.transaction_price if old.transaction_type == BUY else old.transaction_volume
+        changes = {"transaction_volume": transaction_volume, f"{old.order_type}_price": price}
+
+        if not self.model.can_reserve(new, releasing=held):
+            refusal = InsufficientBuyingPower if old.transaction_type == BUY else InsufficientShares
+            with pytest.raises(refusal):
+                transaction_replace(transaction=Transaction.objects.get(pk=pk), changes=changes)
+            return  # nothing changed
+        replaced = transaction_replace(transaction=Transaction.objects.get(pk=pk), changes=changes)
+
+        assert (replaced.pk, replaced.status) == (pk, OPEN)
+        self.model.reserve(old, sign=-1)
+        self.model.reserve(new)
+        self.model.arm(new)
+        self.model.transactions[pk] = new  # the same id, the same place in the user's order
+
+    @precondition(lambda self: self.model.ids_with_status(PENDING, *FINAL))
+    @rule(data=st.data())
+    def replacing_an_order_that_is_not_open_is_refused(self, data):
+        pk = data.draw(
+            st.sampled_from(self.model.ids_with_status(PENDING, *FINAL)), label="transaction_id"
+        )
+
+        with pytest.raises(NotOpen):
+            transaction_replace(
+                transaction=Transaction.objects.get(pk=pk), changes={"transaction_volume": 1}
+            )
+
+    @precondition(lambda self: self.model.ids_with_status(PENDING, OPEN))
+    @rule(data=st.data())
+    def a_pending_or_open_order_is_cancelled(self, data):
+        cancellable = self.model.ids_with_status(PENDING, OPEN)
+        pk = data.draw(st.sampled_from(cancellable), label="transaction_id")
 
         cancelled = transaction_cancel(transaction=Transaction.objects.get(pk=pk))
 
         assert (cancelled.pk, cancelled.status, cancelled.failure_reason) == (pk, CANCELLED, None)
         assert cancelled.settled_at is not None
+        if self.model.transactions[pk].is_open:
+            self.model.reserve(self.model.transactions[pk], sign=-1)
         self.model.transactions[pk].status = CANCELLED
 
     @precondition(lambda self: self.model.ids_with_status(*FINAL))
@@ -381,6 +617,32 @@ class SettlementMachine(RuleBasedStateMachine):
 
         assert exc_info.value.code == "not_pending"
         # Nothing changed: the invariants check its status, reason and settled_at.
+
+    def make_transfer(self, user_id: int, direction: str, amount: Decimal) -> None:
+        """Transfer through the service; a refusal must change nothing."""
+        user = User.objects.get(pk=user_id)
+        if not self.model.transfer(user_id, direction, amount):
+            with pytest.raises(InsufficientBuyingPower):
+                transfer_create(user=user, direction=direction, amount=amount)
+            return
+        transfer = transfer_create(user=user, direction=direction, amount=amount)
+        assert transfer.balance_after == self.model.balance[user_id]
+
+    @rule(user_id=users, amount=transfer_amounts)
+    def a_user_deposits(self, user_id, amount):
+        self.make_transfer(user_id, DEPOSIT, amount)
+
+    @rule(user_id=users, amount=transfer_amounts)
+    def a_user_withdraws(self, user_id, amount):
+        self.make_transfer(user_id, WITHDRAWAL, amount)
+
+    # The buying power's boundary: all of it, or a cent more (refused).
+    @precondition(lambda self: any(self.model.free_cash(u) for u in self.model.balance))
+    @rule(data=st.data(), over=st.sampled_from([ZERO_CASH, Decimal("0.01")]))
+    def a_user_withdraws_all_their_buying_power(self, data, over):
+        can = sorted(u for u in self.model.balance if self.model.free_cash(u))
+        user_id = data.draw(st.sampled_from(can), label="user_id")
+        self.make_transfer(user_id, WITHDRAWAL, self.model.free_cash(user_id) + over)
 
     @rule(user_id=users)
     def a_user_is_settled(self, user_id):
@@ -405,12 +667,37 @@ class SettlementMachine(RuleBasedStateMachine):
     @invariant()
     def positions_match_the_model(self):
         stored = {
-            (user_id, ticker): Holding(quantity, average_cost)
-            for user_id, ticker, quantity, average_cost in Position.objects.values_list(
-                "user_id", "ticker", "quantity", "average_cost"
+            (user_id, ticker): Holding(quantity, average_cost, reserved)
+            for user_id, ticker, quantity, average_cost, reserved in Position.objects.values_list(
+                "user_id", "ticker", "quantity", "average_cost", "reserved"
             )
         }
         assert stored == self.model.holdings
+
+    @invariant()
+    def reservations_equal_the_sum_over_open_orders(self):
+        """Invariant 6: 0 <= reserved <= balance (and shares), each the open orders' sum."""
+        stored = dict(User.objects.filter(pk__in=self.model.balance).values_list("pk", "reserved"))
+        assert stored == self.model.reserved
+        open_buys = dict.fromkeys(self.model.balance, ZERO_CASH)
+        open_sells: dict[tuple[int, str], int] = {}
+        for user_id, ticker, kind, volume, price in Transaction.objects.filter(
+            status=OPEN
+        ).values_list(
+            "user_id", "ticker", "transaction_type", "transaction_volume", "transaction_price"
+        ):
+            if kind == BUY:
+                open_buys[user_id] += price
+            else:
+                open_sells[(user_id, ticker)] = open_sells.get((user_id, ticker), 0) + volume
+        assert stored == open_buys
+        for user_id, balance, reserved in User.objects.values_list("pk", "balance", "reserved"):
+            assert ZERO_CASH <= reserved <= balance, user_id
+        for user_id, ticker, quantity, reserved in Position.objects.values_list(
+            "user_id", "ticker", "quantity", "reserved"
+        ):
+            assert 0 <= reserved <= quantity
+            assert reserved == open_sells.get((user_id, ticker), 0), (user_id, ticker)
 
     @invariant()
     def every_transaction_matches_the_model(self):
@@ -437,9 +724,22 @@ class SettlementMachine(RuleBasedStateMachine):
                 assert self.first_settled_at.setdefault(pk, settled_at) == settled_at, pk
 
     @invariant()
-    def cash_and_shares_are_conserved_by_completed_transactions(self):
+    def transfers_match_the_model(self):
+        stored = Transfer.objects.order_by("id").values_list(
+            "user_id", "direction", "amount", "balance_after"
+        )
+        assert list(stored) == self.model.transfers
+
+    @invariant()
+    def cash_and_shares_are_conserved_by_transfers_and_completed_transactions(self):
+        """Invariant 1: opening + deposits - withdrawals - completed buys + completed sells."""
         bought = dict.fromkeys(self.model.opening_balance, ZERO_CASH)
         sold = dict.fromkeys(self.model.opening_balance, ZERO_CASH)
+        moved_in = dict.fromkeys(self.model.opening_balance, ZERO_CASH)
+        for user_id, direction, amount in Transfer.objects.values_list(
+            "user_id", "direction", "amount"
+        ):
+            moved_in[user_id] += amount if direction == DEPOSIT else -amount
         shares: dict[tuple[int, str], int] = {}
         completed = Transaction.objects.filter(status=COMPLETED).values_list(
             "user_id", "ticker", "transaction_type", "transaction_volume", "transaction_price"
@@ -456,7 +756,8 @@ class SettlementMachine(RuleBasedStateMachine):
             User.objects.filter(pk__in=self.model.opening_balance).values_list("pk", "balance")
         )
         for user_id, opening in self.model.opening_balance.items():
-            assert stored_balance[user_id] == opening - bought[user_id] + sold[user_id], user_id
+            expected = opening + moved_in[user_id] - bought[user_id] + sold[user_id]
+            assert stored_balance[user_id] == expected, user_id
         stored_quantity = {
             (user_id, ticker): quantity
             for user_id, ticker, quantity in Position.objects.values_list(
@@ -481,17 +782,37 @@ def test_the_machine_catches_a_service_refusing_a_buy_that_costs_exactly_the_bal
     db, monkeypatch
 ):
     """A copy of the service whose funds check is `<=` instead of `<` must fail the machine."""
-    source = inspect.getsource(services._apply)
+    source = inspect.getsource(services._apply_market)
     broken_source = source.replace(
-        "book.balance < txn.transaction_price", "book.balance <= txn.transaction_price"
+        "book.buying_power < txn.transaction_price", "book.buying_power <= txn.transaction_price"
     )
-    assert broken_source != source, "the funds check in _apply changed; update this test"
+    assert broken_source != source, "the funds check in _apply_market changed; update this test"
     namespace = dict(vars(services))
     exec(broken_source, namespace)
-    monkeypatch.setattr(services, "_apply", namespace["_apply"])
+    monkeypatch.setattr(services, "_apply_market", namespace["_apply_market"])
 
     # Finding it is enough; shrinking the counterexample would only cost time.
     with pytest.raises(AssertionError):
+        run_state_machine_as_test(
+            SettlementMachine, settings=settings(MACHINE_SETTINGS, phases=[Phase.generate])
+        )
+
+
+def test_the_machine_catches_a_service_refusing_a_withdrawal_of_exactly_the_buying_power(
+    db, monkeypatch
+):
+    """A copy of transfer_create whose check is `>=` instead of `>` must fail the machine."""
+    source = inspect.getsource(services.transfer_create)
+    broken_source = source.replace(
+        "amount > account.buying_power", "amount >= account.buying_power"
+    )
+    assert broken_source != source, "the check in transfer_create changed; update this test"
+    namespace = dict(vars(services))
+    exec(broken_source, namespace)
+    monkeypatch.setattr(sys.modules[__name__], "transfer_create", namespace["transfer_create"])
+
+    # The boundary rule finds it: the service refuses what the model allows.
+    with pytest.raises((AssertionError, InsufficientBuyingPower)):
         run_state_machine_as_test(
             SettlementMachine, settings=settings(MACHINE_SETTINGS, phases=[Phase.generate])
         )

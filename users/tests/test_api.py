@@ -1,4 +1,4 @@
-"""HTTP tests for /users/: registration, listing, account detail and portfolio."""
+"""HTTP tests for /users/: registration, listing and account detail."""
 
 from decimal import Decimal
 
@@ -7,8 +7,6 @@ from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 
 from conftest import client_for
-from stocks.tests.factories import StockDataFactory
-from transactions.tests.factories import PositionFactory
 from users.models import User
 from users.tests.factories import UserFactory
 
@@ -30,6 +28,8 @@ def detail_of(user: User) -> dict:
         "id": user.pk,
         "username": user.username,
         "balance": f"{user.balance:.2f}",
+        "reserved": "0.00",  # nothing here places conditional orders
+        "buying_power": f"{user.balance:.2f}",
         "created_at": iso(user.created_at),
     }
 
@@ -413,137 +413,3 @@ def test_the_cached_account_shows_the_balance_after_a_trade_settles(
         )
 
     assert user_client.get(f"/users/{user.username}/").json()["balance"] == "9700.00"
-
-
-# --- GET /users/{username}/portfolio/ ----------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_a_new_user_has_a_portfolio_of_cash_only(user_client, user):
-    response = user_client.get(f"/users/{user.username}/portfolio/")
-
-    assert response.status_code == 200
-    assert response.json() == {
-        "username": user.username,
-        "cash": "10000.00",
-        "positions": [],
-        "equity": "10000.00",
-    }
-
-
-@pytest.mark.django_db
-def test_the_portfolio_values_positions_bought_over_the_api_at_the_latest_close(
-    user_client, user, django_capture_on_commit_callbacks
-):
-    StockDataFactory(ticker="MSFT", close_price=Decimal("300.2500"))
-    StockDataFactory(ticker="AAPL", close_price=Decimal("150.0000"))
-    with django_capture_on_commit_callbacks(execute=True):
-        for ticker, volume in [("AAPL", 10), ("msft", 3), ("AAPL", 5)]:
-            response = user_client.post(
-                "/transactions/",
-                {"ticker": ticker, "transaction_type": "buy", "transaction_volume": volume},
-            )
-            assert response.status_code == 201, response.content
-    StockDataFactory(ticker="AAPL", close_price=Decimal("155.1250"))
-
-    response = user_client.get(f"/users/{user.username}/portfolio/")
-
-    assert response.status_code == 200
-    # cash: 10000.00 - 1500.00 - 900.75 - 750.00; AAPL 15 x 155.1250 = 2326.875 -> 2326.88
-    assert response.json() == {
-        "username": user.username,
-        "cash": "6849.25",
-        "positions": [
-            {
-                "ticker": "AAPL",
-                "quantity": 15,
-                "average_cost": "150.0000",
-                "last_price": "155.1250",
-                "market_value": "2326.88",
-                "unrealized_pnl": "76.88",
-            },
-            {
-                "ticker": "MSFT",
-                "quantity": 3,
-                "average_cost": "300.2500",
-                "last_price": "300.2500",
-                "market_value": "900.75",
-                "unrealized_pnl": "0.00",
-            },
-        ],
-        "equity": "10076.88",
-    }
-
-
-@pytest.mark.django_db
-def test_the_portfolio_takes_three_queries_however_many_positions(
-    user_client, user, django_assert_num_queries
-):
-    for ticker in ("AAPL", "IBM", "MSFT", "NVDA"):
-        StockDataFactory(ticker=ticker)
-        PositionFactory(user=user, ticker=ticker)
-
-    # token (with the caller's own account), positions, latest closes
-    with django_assert_num_queries(3):
-        response = user_client.get(f"/users/{user.username}/portfolio/")
-
-    assert len(response.json()["positions"]) == 4
-
-
-@pytest.mark.django_db
-def test_the_portfolio_leaves_out_positions_sold_to_zero(user_client, user, quote):
-    PositionFactory(user=user, ticker="AAPL", quantity=0, average_cost=Decimal("0"))
-
-    response = user_client.get(f"/users/{user.username}/portfolio/")
-
-    assert response.json()["positions"] == []
-
-
-@pytest.mark.django_db
-def test_a_user_cannot_read_another_portfolio(user_client):
-    other = UserFactory()
-
-    response = user_client.get(f"/users/{other.username}/portfolio/")
-
-    assert response.status_code == 403
-    assert response.json() == NOT_YOURS
-
-
-@pytest.mark.django_db
-def test_staff_read_any_portfolio(staff_client, user, quote):
-    PositionFactory(user=user, ticker="AAPL", quantity=2, average_cost=Decimal("140.0000"))
-
-    response = staff_client.get(f"/users/{user.username}/portfolio/")
-
-    assert response.status_code == 200
-    assert response.json() == {
-        "username": user.username,
-        "cash": "10000.00",
-        "positions": [
-            {
-                "ticker": "AAPL",
-                "quantity": 2,
-                "average_cost": "140.0000",
-                "last_price": "150.0000",
-                "market_value": "300.00",
-                "unrealized_pnl": "20.00",
-            }
-        ],
-        "equity": "10300.00",
-    }
-
-
-@pytest.mark.django_db
-def test_staff_get_404_for_the_portfolio_of_an_unknown_account(staff_client):
-    response = staff_client.get("/users/ghost/portfolio/")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "No user 'ghost'.", "code": "unknown_user"}
-
-
-@pytest.mark.django_db
-def test_reading_a_portfolio_needs_authentication(api_client, user):
-    response = api_client.get(f"/users/{user.username}/portfolio/")
-
-    assert response.status_code == 401
-    assert response.json() == NOT_AUTHENTICATED

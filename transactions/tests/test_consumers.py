@@ -1,0 +1,126 @@
+"""The orders stream in-process: token authentication at the handshake and one user's events
+only, through stockflow.asgi's application on the in-memory channel layer."""
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+
+from conftest import WebsocketCommunicator
+from stockflow.asgi import application
+from stockflow.events import orders_group, publish
+from users.tests.factories import UserFactory
+
+# database_sync_to_async closes connections around each lookup, which a test's wrapping
+# transaction would not survive.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(scenario):
+    async_to_sync(scenario)()
+
+
+def order_event(name: str, order_id: int, user_id: int) -> dict:
+    return {"event": name, "order": {"id": order_id, "user_id": user_id}, "balance": "1.00"}
+
+
+def authorization(value: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", value.encode())]
+
+
+async def connect(path: str = "/ws/orders/", headers: list | None = None):
+    client = WebsocketCommunicator(application, path, headers=headers)
+    return client, await client.connect()
+
+
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [
+        ("/ws/orders/", None),
+        ("/ws/orders/?token=", None),
+        ("/ws/orders/?token=0000000000000000000000000000000000000000", None),
+        ("/ws/orders/", "Token 0000000000000000000000000000000000000000"),
+        ("/ws/orders/", "Token"),
+        ("/ws/orders/", "Bearer {key}"),  # a valid key under another scheme
+        ("/ws/orders/?token={key}", "Basic {key}"),  # a malformed header is not skipped
+    ],
+)
+def test_the_handshake_is_refused_without_a_valid_token(path, header):
+    key = UserFactory().auth_token.key
+    headers = authorization(header.format(key=key)) if header else None
+
+    async def scenario():
+        _, outcome = await connect(path.format(key=key), headers)
+        assert outcome == (False, 1000)  # closed before accept: the server answers 403
+
+    run(scenario)
+
+
+def test_the_handshake_is_refused_for_a_deactivated_account():
+    user = UserFactory(is_active=False)
+
+    async def scenario():
+        _, outcome = await connect(headers=authorization(f"Token {user.auth_token.key}"))
+        assert outcome == (False, 1000)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [
+        ("/ws/orders/", "Token {key}"),
+        ("/ws/orders", "token {key}"),  # DRF reads the keyword in any case
+        ("/ws/orders/?token={key}", None),
+        ("/ws/orders?token={key}", None),
+        ("/ws/orders/?token=0000000000000000000000000000000000000000", "Token {key}"),
+    ],
+)
+def test_a_valid_token_in_the_header_or_the_query_opens_the_callers_stream(path, header):
+    user = UserFactory()
+    key = user.auth_token.key
+    headers = authorization(header.format(key=key)) if header else None
+
+    async def scenario():
+        client, outcome = await connect(path.format(key=key), headers)
+        assert outcome == (True, None)
+        await sync_to_async(publish)(orders_group(user.pk), order_event("submitted", 7, user.pk))
+        assert await client.receive_json_from() == order_event("submitted", 7, user.pk)
+        await client.disconnect()
+
+    run(scenario)
+
+
+def test_a_user_receives_only_their_own_order_events():
+    alice, bob = UserFactory(), UserFactory()
+
+    async def scenario():
+        alice_client, _ = await connect(headers=authorization(f"Token {alice.auth_token.key}"))
+        bob_client, _ = await connect(f"/ws/orders/?token={bob.auth_token.key}")
+        # Bob asking for Alice's stream by any parameter still gets his own.
+        nosy, _ = await connect(f"/ws/orders/?token={bob.auth_token.key}&user_id={alice.pk}")
+        await sync_to_async(publish)(orders_group(alice.pk), order_event("submitted", 1, alice.pk))
+        await sync_to_async(publish)(orders_group(alice.pk), order_event("completed", 1, alice.pk))
+        await sync_to_async(publish)(orders_group(bob.pk), order_event("failed", 2, bob.pk))
+
+        assert await alice_client.receive_json_from() == order_event("submitted", 1, alice.pk)
+        assert await alice_client.receive_json_from() == order_event("completed", 1, alice.pk)
+        assert await alice_client.receive_nothing(timeout=0.2)
+        for client in (bob_client, nosy):
+            assert await client.receive_json_from() == order_event("failed", 2, bob.pk)
+            assert await client.receive_nothing(timeout=0.1)
+        for client in (alice_client, bob_client, nosy):
+            await client.disconnect()
+
+    run(scenario)
+
+
+def test_a_disconnected_client_leaves_its_group():
+    user = UserFactory()
+
+    async def scenario():
+        client, _ = await connect(headers=authorization(f"Token {user.auth_token.key}"))
+        assert orders_group(user.pk) in get_channel_layer().groups
+        await client.disconnect()
+        assert orders_group(user.pk) not in get_channel_layer().groups
+
+    run(scenario)
