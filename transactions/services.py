@@ -84,15 +84,6 @@ SETTLED_FIELDS = (
     "transaction_price",
     "filled_price",
 )
-# What a client may change on an open order (PATCH).
-REPLACEABLE = (
-    "transaction_volume",
-    "limit_price",
-    "stop_price",
-    "trail_price",
-    "trail_percent",
-    "time_in_force",
-)
 
 
 def _enqueue_settlement(user_id: int) -> None:
