@@ -17,7 +17,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 from conftest import WebsocketCommunicator
 from stockflow.asgi import application
-from stockflow.events import publish, publish_many, quotes_group
+from stockflow.events import publish, publish_in_background, publish_many, quotes_group
 from stockflow.settings import redis_channel_layer_config
 
 needs_redis_server = pytest.mark.skipif(
@@ -166,3 +166,35 @@ def test_a_batch_reaches_its_subscribers_in_order(redis_layer):
         await client.disconnect()
 
     async_to_sync(scenario)()
+
+
+@needs_redis_server
+def test_what_commits_hands_its_events_to_the_background_publisher_and_goes_on(redis_layer):
+    async def scenario():
+        client = WebsocketCommunicator(application, "/ws/quotes/?tickers=ACME")
+        assert await client.connect() == (True, None)
+        for n in range(3):  # in order, each batch on the loop's one connection
+            await sync_to_async(publish_in_background)(
+                [(quotes_group("ACME"), {"event": "quote", "n": n})]
+            )
+        received = [await client.receive_json_from(timeout=2) for _ in range(3)]
+        assert [event["n"] for event in received] == [0, 1, 2]
+        await client.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@needs_redis_server
+def test_a_frozen_redis_costs_the_committing_request_nothing(redis_layer, caplog):
+    publish_in_background([(quotes_group("ACME"), EVENT)])  # the loop's connection is up
+    redis_layer.freeze()
+
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="stockflow.events"):
+        for _ in range(20):
+            publish_in_background([(quotes_group("ACME"), EVENT)])
+        handed_over = time.monotonic() - started
+        redis_layer.thaw()
+        time.sleep(1)
+
+    assert handed_over < 0.1, handed_over  # twenty frozen publishes would take 10 s in line

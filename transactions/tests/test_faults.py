@@ -473,9 +473,9 @@ def test_orders_and_reads_survive_a_frozen_redis_and_settle_once_it_thaws(stack,
     # SIGSTOP: the kernel still accepts connections but no command is ever answered, so
     # only socket timeouts bound a request. Each Redis call on a request path (throttle
     # history, cache version, cached value, publish) waits out REDIS_SOCKET_TIMEOUT (0.5 s),
-    # up to six per request with the live-update publish, so a request takes ~3 s while Redis
-    # hangs (and requests queue once clients outnumber threads). The broker's 5 s timeout
-    # made orders take 16 s.
+    # up to five per request (live updates go out on a background thread), so a request takes
+    # ~2.5 s while Redis hangs (and requests queue once clients outnumber threads). The
+    # broker's 5 s timeout made orders take 16 s.
     run_redis_outage(stack, own_redis.freeze, own_redis.thaw, rounds=2, slowest_acceptable=5.0)
 
 
