@@ -3,9 +3,10 @@
 Services call `publish_many_on_commit([(group, event), ...])` inside their transaction; once
 it commits, a background thread of the process sends the events to their Channels layer
 groups, whose WebSocket consumers (`stocks.consumers` for quotes, `transactions.consumers`
-for a user's orders) forward them to their clients. An event carries ids and the committed state, JSON-ready (decimals as strings), so a client
-can act on it alone; a consumer may see an event twice and must tolerate it. A dead or
-slow channel layer loses live updates, never a settlement: errors are logged, not raised.
+for a user's orders) forward them to their clients. An event carries ids and the committed
+state, JSON-ready (decimals as strings), so a client can act on it alone; a consumer may
+see an event twice and must tolerate it. A dead or slow channel layer loses live updates,
+never a settlement: errors are logged, not raised.
 """
 
 import asyncio
