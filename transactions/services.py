@@ -232,15 +232,16 @@ def _reserve(order: Transaction, *, releasing: Decimal | int = 0) -> None:
         )
 
 
-def _release(order: Transaction) -> None:
-    """Give back an open order's reservation (cancel, replace, IOC expiry)."""
+def _release(order: Transaction, *, held: Decimal | int | None = None) -> None:
+    """Give back an open order's reservation (cancel; a replace to ioc that cannot fill):
+    `held`, what it held before a replace changed its terms, else what it holds."""
     if order.is_buy:
-        User.objects.filter(pk=order.user_id).update(
-            reserved=F("reserved") - order.transaction_price
-        )
+        amount = order.transaction_price if held is None else held
+        User.objects.filter(pk=order.user_id).update(reserved=F("reserved") - amount)
     else:
+        shares = order.transaction_volume if held is None else held
         Position.objects.filter(user_id=order.user_id, ticker=order.ticker).update(
-            reserved=F("reserved") - order.transaction_volume
+            reserved=F("reserved") - shares
         )
 
 
@@ -369,7 +370,9 @@ def _create_once(create: Callable[[], Row], find: Callable[[], Row | None]) -> t
         return existing, False
     try:
         return create(), True
-    except IntegrityError:
+    except (IntegrityError, InsufficientBuyingPower, InsufficientShares):
+        # A concurrent retry won: its insert (unique key) or its reservation, which this
+        # one waited for and then found no room beside, was the same request's.
         existing = find()
         if existing is None:
             raise
@@ -439,11 +442,13 @@ def transaction_replace(*, transaction: Transaction, changes: dict) -> Transacti
         if txn.order_type == OrderType.STOP_LIMIT and "stop_price" in changes:
             txn.triggered_at = None  # a new stop must be reached again
         _arm(txn)
+        if txn.stop_price is not None and txn.stop_price <= 0:
+            raise TrailTooWide(close=txn.trail_anchor)
         _price_open_order(txn)
-        events = ["replaced", *_react(txn, close, now)]
+        events = ["replaced", *(_react(txn, close, now) if close is not None else [])]
         txn.replaced_at = now
         if txn.time_in_force == TimeInForce.IOC and txn.ready_price is None:
-            _release(txn)
+            _release(txn, held=held)
             txn.status = TransactionStatus.EXPIRED
             txn.failure_reason = FailureReason.EXPIRED
             txn.settled_at = now
@@ -651,6 +656,7 @@ def _apply_close(ticker: str, close: Decimal, now: datetime) -> set[int]:
     trailing = list(
         _open_orders(ticker)
         .select_for_update(no_key=True)
+        .order_by("id")  # settlement's order of locking transactions
         .filter(order_type=OrderType.TRAILING_STOP)
         .filter(
             Q(transaction_type=TransactionType.SELL, trail_anchor__lt=close)
@@ -664,9 +670,13 @@ def _apply_close(ticker: str, close: Decimal, now: datetime) -> set[int]:
         trailing, ["trail_anchor", "stop_price", "rises_to", "falls_to"]
     )
 
-    hit = list(triggered_orders(ticker=ticker, close=close).select_for_update(no_key=True))
+    hit = list(
+        triggered_orders(ticker=ticker, close=close).select_for_update(no_key=True).order_by("id")
+    )
     users, triggered = set(), []
     for order in hit:
+        if order.expires_at is not None and order.expires_at <= now:
+            continue  # past its cut-off: it expires, it does not fill
         events = _react(order, close, now)
         if order.ready_price is not None:
             users.add(order.user_id)

@@ -639,3 +639,87 @@ def test_a_quote_made_ready_order_replaced_before_settling_waits_for_the_next_qu
     txn.refresh_from_db()
     assert (txn.status, txn.ready_price) == ("open", None)
     assert account(user) == (Decimal("1000.00"), Decimal("930.00"))
+
+
+# --- found in review ---------------------------------------------------------------------
+
+
+def test_a_replace_to_ioc_that_cannot_fill_releases_exactly_what_the_order_held(market, commits):
+    user = UserFactory(balance=Decimal("2000.00"))
+    txn = submit(
+        user, commits, transaction_type="BUY", order_type="limit", limit_price=Decimal("95")
+    )
+    assert account(user) == (Decimal("2000.00"), Decimal("950.00"))
+
+    with commits():
+        services.transaction_replace(
+            transaction=txn, changes={"limit_price": Decimal("50"), "time_in_force": "ioc"}
+        )
+
+    assert state(txn)[:2] == ("expired", "expired")
+    assert account(user) == (Decimal("2000.00"), Decimal("0.00"))
+
+
+def test_a_day_order_reached_after_its_cut_off_expires_instead_of_filling(market, commits):
+    user = UserFactory(balance=Decimal("1000.00"))
+    txn = submit(
+        user, commits, transaction_type="BUY", order_type="limit", limit_price=Decimal("95")
+    )
+    Transaction.objects.filter(pk=txn.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    market("90.0000")  # before beat's expiry task ran
+    assert state(txn)[0] == "open"
+    with commits():
+        orders_expire_due()
+
+    assert state(txn)[:2] == ("expired", "expired")
+    assert account(user) == (Decimal("1000.00"), Decimal("0.00"))
+
+
+def test_a_replace_whose_trail_reaches_zero_is_refused_and_changes_nothing(market, commits):
+    user = UserFactory(balance=Decimal("0.00"))
+    PositionFactory(user=user, quantity=10, average_cost=Decimal("90.0000"))
+    txn = submit(
+        user, commits, transaction_type="SELL", order_type="trailing_stop", trail_price=Decimal("5")
+    )
+
+    with pytest.raises(services.TrailTooWide):
+        services.transaction_replace(transaction=txn, changes={"trail_price": Decimal("100")})
+
+    txn.refresh_from_db()
+    assert (txn.trail_price, txn.stop_price, txn.replaced_at) == (
+        Decimal("5.0000"),
+        Decimal("95.0000"),
+        None,
+    )
+
+
+def test_a_retry_that_loses_to_its_own_first_request_gets_the_first_order(market, commits):
+    user = UserFactory(balance=Decimal("950.00"))
+    order = {
+        "ticker": "AAPL",
+        "transaction_type": "BUY",
+        "transaction_volume": 10,
+        "order_type": "limit",
+        "limit_price": Decimal("95"),
+    }
+    first, created = services.transaction_submit_once(user=user, idempotency_key="k-1", **order)
+    # As a racing retry sees it: the key's row is not visible yet, the reservation is taken.
+    real_find = services._transaction_for_key
+    calls = []
+
+    def find_late(**kwargs):
+        calls.append(1)
+        return None if len(calls) == 1 else real_find(**kwargs)
+
+    services._transaction_for_key = find_late
+    try:
+        again, created_again = services.transaction_submit_once(
+            user=user, idempotency_key="k-1", **order
+        )
+    finally:
+        services._transaction_for_key = real_find
+
+    assert (created, created_again, again.pk) == (True, False, first.pk)
+    assert account(user) == (Decimal("950.00"), Decimal("950.00"))
+    assert Transaction.objects.count() == 1
