@@ -581,7 +581,7 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
             positions={p.ticker: p for p in locked_positions},
         )
 
-        settled = []
+        settled, events = [], []
         for txn in due:
             if txn.status == PENDING:
                 reason = _apply_market(book, txn)
@@ -603,6 +603,8 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
             txn.failure_reason = reason
             txn.settled_at = now
             settled.append(txn)
+            # Each order's event carries the account as that order left it.
+            events += _events([txn.status], txn, balance=book.balance, reserved=book.reserved)
 
         User.objects.filter(pk=user_id).update(balance=book.balance, reserved=book.reserved)
         for ticker in sorted(book.changed):
@@ -612,13 +614,7 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
             SETTLED_FIELDS,
         )
         invalidate_on_commit(user_namespace(user.username))
-        publish_many_on_commit(
-            [
-                pair
-                for txn in settled
-                for pair in _events([txn.status], txn, balance=book.balance, reserved=book.reserved)
-            ]
-        )
+        publish_many_on_commit(events)
 
     for txn in settled:
         logger.info(

@@ -723,3 +723,17 @@ def test_a_retry_that_loses_to_its_own_first_request_gets_the_first_order(market
     assert (created, created_again, again.pk) == (True, False, first.pk)
     assert account(user) == (Decimal("950.00"), Decimal("950.00"))
     assert Transaction.objects.count() == 1
+
+
+def test_each_settled_orders_event_carries_the_balance_that_order_left(market, monkeypatch):
+    user = UserFactory(balance=Decimal("1000.00"))
+    sent = []
+    monkeypatch.setattr(services, "publish_many_on_commit", sent.extend)
+    for volume in (2, 3):
+        transaction_submit(
+            user=user, ticker="AAPL", transaction_type="BUY", transaction_volume=volume
+        )
+    services.transactions_settle_for_user(user_id=user.pk)
+
+    settled = [(e["event"], e["balance"]) for _, e in sent if e["event"] != "submitted"]
+    assert settled == [("completed", Decimal("800.00")), ("completed", Decimal("500.00"))]
