@@ -12,9 +12,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@$(VENV)/bin/pip install --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
 
-.PHONY: help venv run test lint format bench
-
-BENCH_URL ?= http://127.0.0.1:8000
+.PHONY: help venv run test lint format bench bench-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -38,6 +36,8 @@ format: $(STAMP) ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP) ## Order and read benchmarks against a running server (BENCH_URL, default :8000)
-	$(PY) bench/orders.py --url $(BENCH_URL) --users 20 --orders 2000 --concurrency 32
-	@command -v wrk >/dev/null && wrk -t2 -c16 -d10s $(BENCH_URL)/stocks/ || echo "wrk not installed: apt install wrk"
+bench: $(STAMP) ## Start the stack, measure settlement, reads, ceilings, scaling, fan-out (minutes)
+	$(PY) -m bench.run
+
+bench-smoke: $(STAMP) ## The same benchmark at tiny sizes (seconds): checks it still works
+	$(PY) -m bench.run --smoke
