@@ -50,6 +50,7 @@ OPENING = Decimal("1000000.00")
 HELD = 100  # shares each user buys before the timed orders, so that sells have something
 STAFF = ("bench-staff", "bench-staff-password-2026")
 ROLES = ("web", "worker", "postgres", "redis")
+SECTIONS = ("reads", "ceilings", "scaling", "fanout")
 
 
 def log(message: str) -> None:
@@ -184,6 +185,12 @@ class Bench:
             (after_id, *FINAL),
         )[0][0]
 
+    def final(self, after_id: int) -> int:
+        return self.sql(
+            "SELECT count(*) FROM transactions_transaction WHERE id > %s AND status IN %s",
+            (after_id, FINAL),
+        )[0][0]
+
     def wait_final(self, after_id: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self.unsettled(after_id):
@@ -206,6 +213,7 @@ class Bench:
             f"settlement: {args.orders} market orders ({sells} sells) from {len(self.users)} "
             f"users, {args.concurrency} concurrent clients"
         )
+        profiler = Profiler(self.stack, self.args.profile) if self.args.profile else None
         before = self.stack.usage()
         done = threading.Event()
         submitted = [0]
@@ -213,8 +221,7 @@ class Bench:
         def progress():
             while not done.wait(1):
                 log(
-                    f"  submitted {submitted[0]:>5} / {args.orders}, "
-                    f"final {args.orders - self.unsettled(last_id):>5}"
+                    f"  submitted {submitted[0]:>5} / {args.orders}, final {self.final(last_id):>5}"
                 )
 
         reporter = threading.Thread(target=progress, daemon=True)
@@ -243,6 +250,12 @@ class Bench:
         await asyncio.to_thread(self.wait_final, last_id, args.settle_timeout)
         done.set()
         after = self.stack.usage()
+        if profiler:
+            self.results["profile"] = profiler.stop()
+            for role, frames in self.results["profile"].items():
+                log(f"profile of {role}, share of samples in each frame (inclusive):")
+                for frame, share in frames:
+                    log(f"  {share:6.1%}  {frame}")
         last_final = self.sql(
             "SELECT extract(epoch FROM max(settled_at)) FROM transactions_transaction "
             "WHERE id > %s",
@@ -573,15 +586,20 @@ class Bench:
     async def run_later(self) -> None:
         api = Client(self.stack.url, 16)
         try:
-            await self.scaling(api)
-            await self.fanout(api)
+            if "scaling" in self.args.only:
+                await self.scaling(api)
+            if "fanout" in self.args.only:
+                await self.fanout(api)
         finally:
             await api.close()
 
     def run(self) -> dict:
+        only = self.args.only
         body = asyncio.run(self.run_http())
-        self.reads()
-        self.ceilings(body)
+        if "reads" in only:
+            self.reads()
+        if "ceilings" in only:
+            self.ceilings(body)
         usage = self.stack.usage()
         self.results["rss_mb"] = {
             "web_worker": usage["web_worker"].peak_rss_mb,
@@ -589,6 +607,52 @@ class Bench:
         }
         asyncio.run(self.run_later())
         return self.results
+
+
+class Profiler:
+    """py-spy sampling the web and worker process groups while the settlement runs; top
+    frames by inclusive share of samples (collapsed stacks kept in `directory`)."""
+
+    def __init__(self, stack: BenchStack, directory: Path):
+        self.directory = directory
+        self.recorders = {}
+        for role in ("web", "worker"):
+            out = directory / f"{role}.txt"
+            command = [
+                str(BASE_DIR / ".venv" / "bin" / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--subprocesses",
+            ]
+            command += ["--nonblocking", "-o", str(out), "--pid", str(stack.by_name[role].pid)]
+            self.recorders[role] = (subprocess.Popen(command, stdout=subprocess.DEVNULL), out)
+
+    def stop(self) -> dict[str, list[tuple[str, float]]]:
+        tops = {}
+        for role, (recorder, out) in self.recorders.items():
+            recorder.send_signal(2)
+            recorder.wait(timeout=60)
+            tops[role] = top_frames(out.read_text())
+        return tops
+
+
+def top_frames(collapsed: str, count: int = 25) -> list[tuple[str, float]]:
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(samples)
+        total += n
+        # py-spy frames: "function (file:line)"; count each function once per stack.
+        for frame in {re.sub(r":\d+\)$", ")", f) for f in stack.split(";")[1:]}:
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:count]
+    return [(frame, n / total) for frame, n in ranked]
 
 
 def wrk_ms(text: str) -> float:
@@ -623,60 +687,66 @@ async def aiohttp_load(url: str, token: str | None, connections: int, duration: 
 
 def table(results: dict, meta: dict) -> str:
     s = results["settlement"]
-    ceiling = results["ceiling_view"]["requests_per_s"]
-    tps = results["pgbench"]["tps"]
+    ceiling = results.get("ceiling_view", {}).get("requests_per_s")
+    tps = results.get("pgbench", {}).get("tps")
     cpu = s["cpu_ms_per_order"]
     lines = [
-        f"StockFlow bench, {meta['when']}, {meta['machine']}",
+        f"StockFlow bench, {meta['when']}, {meta['machine']}, commit {meta['commit']}",
         f"  {meta['stack']}",
         "",
         f"{'settlement':<34} {'value':>12}  {'vs ceiling':>10}",
         f"{'  orders (sells)':<34} {s['orders']:>7} ({s['sells']})",
         f"{'  submitted / s':<34} {s['submitted_per_s']:>12.0f}",
         f"{'  settled / s, end to end':<34} {s['settled_per_s']:>12.0f}  "
-        + (f"{s['settled_per_s'] / tps:>9.1%} of pgbench -N" if tps else ""),
+        + (f"{s['settled_per_s'] / tps:>10.1%} of pgbench -N" if tps else ""),
         f"{'  submit p50 / p99 ms':<34} {s['submit_p50_ms']:>5.1f} / {s['submit_p99_ms']:.1f}",
         f"{'  CPU ms / order web|wrk|pg|redis':<34} "
         + " | ".join(f"{cpu[r]:.2f}" for r in ROLES)
         + f"  (total {s['cpu_ms_per_order_total']:.2f})",
         f"{'  statuses':<34} " + ", ".join(f"{k} {v}" for k, v in sorted(s["statuses"].items())),
         f"{'  invariant violations':<34} {len(s['invariant_violations']):>12}",
-        "",
-        f"{'reads, ' + str(meta['connections']) + ' connections':<34} {'req/s':>12}  "
-        f"{'vs ceiling':>10}  {'p50 ms':>7} {'p99 ms':>7}",
     ]
-    for read in results["reads"].values():
-        rate = read["requests_per_s"]
-        lines.append(
-            f"{'  GET ' + read['path']:<34} {rate:>12.0f}  {rate / ceiling:>10.0%}  "
-            f"{read['p50_ms']:>7.2f} {read['p99_ms']:>7.2f}"
-        )
-    c = results["ceiling_view"]
+    if "reads" in results:
+        lines += [
+            "",
+            f"{'reads, ' + str(meta['connections']) + ' connections':<34} {'req/s':>12}  "
+            f"{'vs ceiling':>10}  {'p50 ms':>7} {'p99 ms':>7}",
+        ]
+        for read in results["reads"].values():
+            rate = read["requests_per_s"]
+            share = f"{rate / ceiling:>10.0%}" if ceiling else f"{'':>10}"
+            lines.append(
+                f"{'  GET ' + read['path']:<34} {rate:>12.0f}  {share}  "
+                f"{read['p50_ms']:>7.2f} {read['p99_ms']:>7.2f}"
+            )
+    if ceiling:
+        c = results["ceiling_view"]
+        lines += [
+            f"{'  ceiling: bare Django + redis':<34} {ceiling:>12.0f}  {'100%':>10}  "
+            f"{c['p50_ms']:>7.2f} {c['p99_ms']:>7.2f}",
+            f"{'  ceiling: pgbench -N, 4 clients':<34} {tps or 0:>12.0f}  tps",
+        ]
     lines += [
-        f"{'  ceiling: bare Django + redis':<34} {ceiling:>12.0f}  {'100%':>10}  "
-        f"{c['p50_ms']:>7.2f} {c['p99_ms']:>7.2f}",
-        f"{'  ceiling: pgbench -N, 4 clients':<34} {tps or 0:>12.0f}  tps",
         "",
         f"{'peak RSS MB: web worker | celery':<34} {results['rss_mb']['web_worker']:>5.0f} | "
         f"{results['rss_mb']['celery_worker']:.0f}",
-        "",
-        f"{'scaling: open orders waiting':<34} {'CPU ms/quote':>12}  {'wall s':>10}",
     ]
-    for row in results["scaling"]["rows"]:
-        lines.append(
-            f"{'  ' + format(row['open_orders'], ',') + ' (' + str(row['quotes']) + ' quotes)':<34}"
-            f" {row['cpu_ms_per_quote']:>12.2f}  {row['seconds']:>10.1f}"
-        )
-    lines.append(f"{'  ratio, last / first':<34} {results['scaling']['ratio']:>12.2f}")
-    f = results["fanout"]
-    lines += [
-        "",
-        f"{'fan-out: ' + str(f['clients']) + ' clients on /ws/quotes/':<34}",
-        f"{'  delivered / expected':<34} {f['delivered']:>7} / {f['expected']}",
-        f"{'  quotes / s (deliveries / s)':<34} {f['quotes_per_s']:>12.1f} "
-        f"({f['deliveries_per_s']:.0f})",
-        f"{'  delay p50 / p99 ms':<34} {f['delay_p50_ms']:>5.1f} / {f['delay_p99_ms']:.1f}",
-    ]
+    if "scaling" in results:
+        lines += ["", f"{'scaling: open orders waiting':<34} {'CPU ms/quote':>12}  {'wall s':>10}"]
+        for row in results["scaling"]["rows"]:
+            label = f"  {row['open_orders']:,} ({row['quotes']} quotes)"
+            lines.append(f"{label:<34} {row['cpu_ms_per_quote']:>12.2f}  {row['seconds']:>10.1f}")
+        lines.append(f"{'  ratio, last / first':<34} {results['scaling']['ratio']:>12.2f}")
+    if "fanout" in results:
+        f = results["fanout"]
+        lines += [
+            "",
+            f"fan-out: {f['clients']} clients on /ws/quotes/",
+            f"{'  delivered / expected':<34} {f['delivered']:>7} / {f['expected']}",
+            f"{'  quotes / s (deliveries / s)':<34} {f['quotes_per_s']:>12.1f} "
+            f"({f['deliveries_per_s']:.0f})",
+            f"{'  delay p50 / p99 ms':<34} {f['delay_p50_ms']:>5.1f} / {f['delay_p99_ms']:.1f}",
+        ]
     return "\n".join(lines)
 
 
@@ -698,7 +768,17 @@ def main() -> int:
     parser.add_argument(
         "--postgres", default=os.environ.get("BENCH_POSTGRES", "postgres://root@127.0.0.1:5432")
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=set(SECTIONS),
+        help="comma-separated sections after the settlement: " + ",".join(SECTIONS),
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the processes' logs")
+    parser.add_argument("--profile", type=Path, help="py-spy the settlement into this folder")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         args.users, args.orders, args.duration, args.quotes = 5, 60, 1, 20
         args.open_orders, args.ws_clients, args.ws_quotes = [100, 1000], 5, 5
@@ -736,7 +816,8 @@ def main() -> int:
     out = RESULTS / ("smoke.json" if args.smoke else "latest.json")
     out.write_text(json.dumps({"meta": meta, **results}, indent=2, default=str) + "\n")
     print(f"\nwritten to {out.relative_to(BASE_DIR)}")
-    shutil.rmtree(workdir, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 1 if results["settlement"]["invariant_violations"] else 0
 
 

@@ -259,12 +259,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Task events let Flower show every settlement without being asked to enable them.
+# Celery's Django fixup closes the database connection before and after every task unless
+# this is set; stockflow/celery.py closes it as Django does after a request instead
+# (CONN_MAX_AGE, errors), so Celery's count is set beyond reach.
+CELERY_DB_REUSE_MAX = 2**62
+# Task events let Flower show every settlement without being asked to enable them (received,
+# started, succeeded, retried, failed). The web side's "task-sent" events are off: one more
+# Redis publish on every submission, for a state Flower shows for only milliseconds.
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_SEND_SENT_EVENT = False
 
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=10.0)
 SWEEP_PENDING_AFTER_SECONDS = env.float("SWEEP_PENDING_AFTER_SECONDS", default=5.0)
+# A queued settlement for a user makes later submissions skip enqueuing another; after this
+# many seconds unstarted (a lost task) they enqueue again.
+SETTLE_QUEUED_MARK_SECONDS = env.int("SETTLE_QUEUED_MARK_SECONDS", default=10)
 # Day orders expire at this UTC time of day (HH:MM), checked by beat every
 # SWEEP_INTERVAL_SECONDS.
 MARKET_CLOSE_UTC = env.str("MARKET_CLOSE_UTC", default="21:00")

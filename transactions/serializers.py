@@ -15,6 +15,7 @@ from stockflow.money import (
     PRICE_DECIMAL_PLACES,
     PRICE_MAX_DIGITS,
 )
+from stockflow.serializers import ReadOnlyModelSerializer
 from stockflow.text import upper_ascii
 
 from .models import (
@@ -212,7 +213,7 @@ class TransactionReplaceSerializer(serializers.Serializer):
         return attrs
 
 
-class TransactionSerializer(serializers.ModelSerializer):
+class TransactionSerializer(ReadOnlyModelSerializer):
     user_id = serializers.IntegerField(read_only=True)
 
     class Meta:
@@ -354,7 +355,7 @@ class TransferCreateSerializer(serializers.Serializer):
         swagger_schema_fields = {"example": {"direction": "deposit", "amount": "2500.00"}}
 
 
-class TransferSerializer(serializers.ModelSerializer):
+class TransferSerializer(ReadOnlyModelSerializer):
     user_id = serializers.IntegerField(read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
 

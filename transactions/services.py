@@ -22,6 +22,7 @@ ledger row in the same database transaction as the balance they change.
 """
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -43,6 +44,7 @@ from stockflow.money import (
     quantize_cash,
     quantize_price,
 )
+from stockflow.queued import clear_queued, mark_queued
 from stocks.errors import UnknownTicker
 from stocks.models import StockData
 from stocks.selectors import latest_close
@@ -76,6 +78,7 @@ Row = TypeVar("Row")  # a model instance with an idempotency_key
 PENDING, OPEN = TransactionStatus.PENDING, TransactionStatus.OPEN
 STOPS = (OrderType.STOP, OrderType.TRAILING_STOP)
 HUNDRED = Decimal(100)
+MARKET_SETTLED_FIELDS = ("status", "failure_reason", "settled_at", "filled_price")
 SETTLED_FIELDS = (
     "status",
     "failure_reason",
@@ -92,9 +95,25 @@ def _enqueue_settlement(user_id: int) -> None:
     settle_user_transactions_task.delay(user_id)
 
 
+def _settlement_mark(user_id: int) -> str:
+    return f"settle:{user_id}"
+
+
+def _request_settlement(user_id: int) -> None:
+    """Enqueue the user's settlement unless one is queued and has not started yet: that one
+    reads this commit too (stockflow/queued.py). One task then settles a burst in one go."""
+    if not mark_queued(_settlement_mark(user_id), settings.SETTLE_QUEUED_MARK_SECONDS):
+        return
+    try:
+        _enqueue_settlement(user_id)
+    except Exception:
+        clear_queued(_settlement_mark(user_id))  # the next submission tries again
+        raise
+
+
 def _settle_on_commit(user_id: int) -> None:
     # robust: a broker outage must not fail a stored change; the sweeper retries.
-    on_commit(lambda: _enqueue_settlement(user_id), robust=True)
+    on_commit(lambda: _request_settlement(user_id), robust=True)
 
 
 # --- events -----------------------------------------------------------------------------
@@ -544,12 +563,24 @@ def _release_in_book(book: _Book, txn: Transaction) -> None:
         book.position_to_change(txn.user_id, txn.ticker).reserved -= txn.transaction_volume
 
 
+def _save_settled(settled: list[tuple[Transaction, tuple[str, ...]]]) -> None:
+    """One UPDATE per distinct set of new values: a batch of market orders filled at one close
+    is one statement (bulk_update would build a CASE per field and row)."""
+    groups = defaultdict(list)
+    for txn, fields in settled:
+        groups[tuple((name, getattr(txn, name)) for name in fields)].append(txn.pk)
+    for values, ids in groups.items():
+        Transaction.objects.filter(pk__in=ids).update(**dict(values))
+
+
 def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
     """Settle the user's ready orders in submission order; return those settled.
 
     Ready: `pending` (market orders), `open` orders a quote made fillable, and `open`
     orders past their expiry.
     """
+    # Before reading: a submission that finds the mark still set is read below.
+    clear_queued(_settlement_mark(user_id))
     now = timezone.now()
     with atomic():
         # NO KEY UPDATE: still excludes other settlements, but does not block the
@@ -594,6 +625,8 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
                 txn.ready_price = txn.ready_at = None
                 txn.save(update_fields=["ready_price", "ready_at"])
                 continue
+            # A market order's prices were set at submission: only its outcome is written.
+            changed = MARKET_SETTLED_FIELDS if txn.status == PENDING else SETTLED_FIELDS
             if txn.status == PENDING and reason is None:  # a market order fills at its price
                 txn.filled_price = txn.unit_price
             if reason == FailureReason.EXPIRED:
@@ -602,20 +635,18 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
                 txn.status = TransactionStatus.FAILED if reason else TransactionStatus.COMPLETED
             txn.failure_reason = reason
             txn.settled_at = now
-            settled.append(txn)
+            settled.append((txn, changed))
             # Each order's event carries the account as that order left it.
             events += _events([txn.status], txn, balance=book.balance, reserved=book.reserved)
 
         User.objects.filter(pk=user_id).update(balance=book.balance, reserved=book.reserved)
         for ticker in sorted(book.changed):
             book.positions[ticker].save()
-        Transaction.objects.bulk_update(
-            settled,
-            SETTLED_FIELDS,
-        )
+        _save_settled(settled)
         invalidate_on_commit(user_namespace(user.username))
         publish_many_on_commit(events)
 
+    settled = [txn for txn, _ in settled]
     for txn in settled:
         logger.info(
             "transaction_settled transaction_id=%s user_id=%s type=%s ticker=%s volume=%s "

@@ -160,6 +160,90 @@ def test_submit_enqueues_settlement_only_when_the_row_commits(django_capture_on_
     assert balance_of(user) == Decimal("800.00")
 
 
+@pytest.fixture
+def enqueued(monkeypatch):
+    """The users whose settlement was enqueued, in order; the tasks themselves do not run."""
+    users = []
+    monkeypatch.setattr(services, "_enqueue_settlement", users.append)
+    return users
+
+
+def submit_buy(user, volume: int = 1) -> Transaction:
+    return transaction_submit(
+        user=user, ticker="AAPL", transaction_type=BUY, transaction_volume=volume
+    )
+
+
+def test_a_burst_of_submissions_enqueues_one_settlement_until_it_starts(
+    enqueued, django_capture_on_commit_callbacks
+):
+    alice, bob = UserFactory(balance=Decimal("1000.00")), UserFactory(balance=Decimal("1000.00"))
+    StockDataFactory(ticker="AAPL", close_price=Decimal("100.0000"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first, second, third = submit_buy(alice), submit_buy(alice), submit_buy(alice, 2)
+        submit_buy(bob)
+    assert enqueued == [alice.pk, bob.pk]
+
+    # The one queued task settles the whole burst, and clears the mark first.
+    assert [t.pk for t in settle(alice)] == [first.pk, second.pk, third.pk]
+    assert balance_of(alice) == Decimal("600.00")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit_buy(alice)
+    assert enqueued == [alice.pk, bob.pk, alice.pk]
+
+
+def test_a_submission_whose_enqueue_fails_lets_the_next_one_enqueue(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    user = UserFactory(balance=Decimal("1000.00"))
+    StockDataFactory(ticker="AAPL", close_price=Decimal("100.0000"))
+    attempts = []
+
+    def broker_down(user_id):
+        attempts.append(user_id)
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(services, "_enqueue_settlement", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        submit_buy(user)  # robust on_commit: logged, the order stays stored
+    with django_capture_on_commit_callbacks(execute=True):
+        submit_buy(user)
+
+    assert attempts == [user.pk, user.pk]
+    assert Transaction.objects.filter(user=user, status=PENDING).count() == 2
+
+
+def test_the_sweeper_enqueues_even_while_a_mark_says_queued(enqueued, settings):
+    user = UserFactory(balance=Decimal("1000.00"))
+    StockDataFactory(ticker="AAPL", close_price=Decimal("100.0000"))
+    services._request_settlement(user.pk)  # a mark whose task the broker then lost
+    TransactionFactory(user=user, timestamp=timezone.now() - timedelta(seconds=60))
+
+    assert transactions_requeue_stale(older_than_seconds=5) == [user.pk]
+    assert enqueued == [user.pk, user.pk]
+
+
+def test_settling_a_batch_writes_one_update_per_outcome(django_assert_num_queries):
+    user = UserFactory(balance=Decimal("250.00"))
+    fills = [TransactionFactory(user=user, unit_price=Decimal("100.0000")) for _ in range(2)]
+    short = TransactionFactory(user=user, unit_price=Decimal("100.0000"))
+
+    # SAVEPOINT, lock user, lock pending, lock positions, update balance, save the position,
+    # one UPDATE for the two fills and one for the failure, RELEASE SAVEPOINT.
+    with django_assert_num_queries(SETTLE_ONE_TICKER_QUERIES + 1):
+        settle(user)
+
+    assert [outcome(t) for t in (*fills, short)] == [
+        (COMPLETED, None),
+        (COMPLETED, None),
+        (FAILED, FailureReason.INSUFFICIENT_FUNDS),
+    ]
+    assert [t.filled_price for t in fills] == [Decimal("100.0000")] * 2
+    assert balance_of(user) == Decimal("50.00")
+
+
 # --- settlement: buys ---------------------------------------------------------------------
 
 
