@@ -16,6 +16,8 @@ wsgi_app = "stockflow.wsgi"
 # An empty variable means the default, as `${WEB_BIND:-...}` does in a shell.
 bind = os.environ.get("WEB_BIND") or "127.0.0.1:8000"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
+# More than 1 makes gunicorn use its gthread worker, which keeps client connections alive.
+threads = int(os.environ.get("WEB_THREADS") or 1)
 timeout = int(os.environ.get("WEB_TIMEOUT") or 30)
 accesslog = "-"
 

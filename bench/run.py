@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import redis
 
-from bench.stack import BASE_DIR, BenchStack, Usage
+from bench.stack import BASE_DIR, BenchStack, Usage, usage
 
 RESULTS = BASE_DIR / "bench" / "results"
 FINAL = ("completed", "failed", "cancelled", "expired")
@@ -536,12 +536,17 @@ class Bench:
         if line.strip() != b"ready":
             sys.exit(f"the fan-out clients did not connect: {line!r}")
         sent: dict[int, float] = {}
+        before = self.stack.usage()["ws"].cpu
+        client_cpu = usage([clients.pid]).cpu
         started = time.time()
-        for n in range(1, args.ws_quotes + 1):  # one at a time, as a feed sends them
+        for n in range(1, args.ws_quotes + 1):  # one at a time, as a feed sends them, paced
+            await asyncio.sleep(max(0, started + (n - 1) / args.ws_rate - time.time()))
             sent[n] = time.time()
             body = quote(ticker, "10.0000", n, at + timedelta(seconds=n))
             status, data = await api.call("POST", "/stocks/", self.staff_token, body)
             assert status == 201, (status, data)
+        ws_cpu = self.stack.usage()["ws"].cpu - before
+        client_cpu = usage([clients.pid]).cpu - client_cpu  # both before the clients exit
         result = json.loads(await clients.stdout.read())
         await clients.wait()
         delays, last = [], started
@@ -555,7 +560,10 @@ class Bench:
             "quotes": args.ws_quotes,
             "delivered": len(delays),
             "expected": expected,
+            "offered_quotes_per_s": args.ws_rate,
             "deliveries_per_s": len(delays) / (last - started),
+            "ws_cpu_ms_per_delivery": ws_cpu * 1000 / max(1, len(delays)),
+            "client_cpu_ms_per_delivery": client_cpu * 1000 / max(1, len(delays)),
             "quotes_per_s": args.ws_quotes / (last - started),
             "delay_p50_ms": percentile(delays, 0.5) * 1000,
             "delay_p99_ms": percentile(delays, 0.99) * 1000,
@@ -745,7 +753,10 @@ def table(results: dict, meta: dict) -> str:
             f"{'  delivered / expected':<34} {f['delivered']:>7} / {f['expected']}",
             f"{'  quotes / s (deliveries / s)':<34} {f['quotes_per_s']:>12.1f} "
             f"({f['deliveries_per_s']:.0f})",
+            f"{'  quotes / s offered':<34} {f['offered_quotes_per_s']:>12.1f}",
             f"{'  delay p50 / p99 ms':<34} {f['delay_p50_ms']:>5.1f} / {f['delay_p99_ms']:.1f}",
+            f"{'  CPU ms / delivery: ws | clients':<34} {f['ws_cpu_ms_per_delivery']:>5.3f} | "
+            f"{f['client_cpu_ms_per_delivery']:.3f}",
         ]
     return "\n".join(lines)
 
@@ -760,10 +771,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds per read load")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--ws-workers", type=int, default=2, help="uvicorn processes for /ws/")
     parser.add_argument("--open-orders", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--quotes", type=int, default=1000, help="quotes per scaling row")
     parser.add_argument("--ws-clients", type=int, default=500)
-    parser.add_argument("--ws-quotes", type=int, default=100)
+    parser.add_argument("--ws-quotes", type=int, default=50)
+    parser.add_argument("--ws-rate", type=float, default=5, help="quotes/s sent to the clients")
     parser.add_argument("--settle-timeout", type=float, default=300)
     parser.add_argument(
         "--postgres", default=os.environ.get("BENCH_POSTGRES", "postgres://root@127.0.0.1:5432")
@@ -781,10 +794,10 @@ def main() -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         args.users, args.orders, args.duration, args.quotes = 5, 60, 1, 20
-        args.open_orders, args.ws_clients, args.ws_quotes = [100, 1000], 5, 5
+        args.open_orders, args.ws_clients, args.ws_quotes, args.ws_rate = [100, 1000], 5, 5, 20
     stack_line = (
         f"gunicorn {args.web_workers} sync workers, celery worker -c {args.worker_concurrency}, "
-        "beat, uvicorn ws; DEBUG off, throttles off"
+        f"beat, uvicorn ws --workers {args.ws_workers}; DEBUG off, throttles off"
     )
     meta = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -803,6 +816,7 @@ def main() -> int:
         postgres=args.postgres,
         web_workers=args.web_workers,
         worker_concurrency=args.worker_concurrency,
+        ws_workers=args.ws_workers,
     )
     log(f"starting the stack ({stack_line}); logs in {workdir}")
     try:

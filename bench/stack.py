@@ -114,7 +114,15 @@ def postgres_pids() -> list[int]:
 class BenchStack(Stack):
     """web (gunicorn), worker (celery), beat and ws (uvicorn) from the Procfile."""
 
-    def __init__(self, workdir: Path, *, postgres: str, web_workers: int, worker_concurrency: int):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        postgres: str,
+        web_workers: int,
+        worker_concurrency: int,
+        ws_workers: int,
+    ):
         self.server_url = postgres.rstrip("/")
         self.db_name = f"stockflow_bench_{uuid.uuid4().hex[:8]}"
         redis_server = RedisServer(workdir)
@@ -136,6 +144,7 @@ class BenchStack(Stack):
             "WORKER_CONCURRENCY": str(worker_concurrency),
             "WS_HOST": "127.0.0.1",
             "WS_PORT": str(self.ws_port),
+            "WS_CONCURRENCY": str(ws_workers),
             "BEAT_SCHEDULE_FILE": str(workdir / "beat.schedule"),
             "PYTHONUNBUFFERED": "1",
         }
