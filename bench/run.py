@@ -281,6 +281,10 @@ class Bench:
             "statuses": counts,
             "cpu_ms_per_order": {role: cpu[role] * 1000 / args.orders for role in ROLES},
             "cpu_ms_per_order_total": sum(cpu.values()) * 1000 / args.orders,
+            "kernel_share_of_cpu": {
+                role: (after[role].system - before[role].system) / max(cpu[role], 1e-9)
+                for role in ROLES
+            },
             "invariant_violations": self.invariant_violations(),
         }
 

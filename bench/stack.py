@@ -43,6 +43,7 @@ class Usage:
 
     cpu: float
     peak_rss_mb: float
+    system: float = 0.0  # of which in the kernel
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -68,15 +69,16 @@ def _pids() -> list[int]:
 
 
 def usage(pids: list[int]) -> Usage:
-    cpu, rss = 0, 0.0
+    cpu, system, rss = 0, 0, 0.0
     for pid in pids:
         fields = _stat(pid)
         if fields is None:
             continue
         # utime, stime, cutime, cstime: fields 14-17 of stat(5), 12-15 after the name.
         cpu += sum(int(f) for f in fields[11:15])
+        system += int(fields[12]) + int(fields[14])
         rss = max(rss, _peak_rss_mb(pid))
-    return Usage(cpu / CLOCK_TICKS, rss)
+    return Usage(cpu / CLOCK_TICKS, rss, system / CLOCK_TICKS)
 
 
 def group_pids(pgid: int) -> list[int]:
