@@ -1,9 +1,11 @@
 """Quote reads: the latest quotes (cached; invalidated on ingest) and history."""
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from stockflow.cache import QUOTES_NAMESPACE, cached
+from stockflow.cache import QUOTES_NAMESPACE, cached_json
 from stockflow.filters import within
 
 from .errors import UnknownTicker
@@ -23,25 +25,28 @@ def quote_as_dict(quote: StockData) -> dict:
     }
 
 
-def latest_quotes_cached() -> list[dict]:
-    return cached(
+def latest_quotes_json(*, represent: Callable[[list[dict]], Any]) -> bytes:
+    """The latest quote of every ticker, as the response's JSON bytes (`represent` turns the
+    quotes into response data), cached until the next ingest."""
+    return cached_json(
         QUOTES_NAMESPACE,
         "latest",
-        lambda: [quote_as_dict(q) for q in StockData.objects.latest_per_ticker()],
+        lambda: represent([quote_as_dict(q) for q in StockData.objects.latest_per_ticker()]),
     )
 
 
-def latest_quote_cached(*, ticker: str) -> dict:
-    """The latest quote of `ticker`; UnknownTicker if it has none."""
+def latest_quote_json(*, ticker: str, represent: Callable[[dict], Any]) -> bytes:
+    """The latest quote of `ticker` as the response's JSON bytes; UnknownTicker if it has
+    none."""
 
     def load():
         quote = StockData.objects.filter(ticker=ticker).order_by("-timestamp").first()
-        return quote_as_dict(quote) if quote else None
+        return represent(quote_as_dict(quote)) if quote else None
 
-    quote = cached(QUOTES_NAMESPACE, f"latest:{ticker}", load)
-    if quote is None:
+    body = cached_json(QUOTES_NAMESPACE, f"latest:{ticker}", load)
+    if body is None:
         raise UnknownTicker(ticker=ticker)
-    return quote
+    return body
 
 
 def latest_close(*, ticker: str) -> Decimal | None:

@@ -10,10 +10,11 @@ from rest_framework.response import Response
 
 from stockflow.fields import TickerField
 from stockflow.permissions import IsStaffOrMarketDataFeed
+from stockflow.responses import JSONBytes
 from stockflow.schema import BODY, COMMON, error_response, errors, example_of
 
 from .errors import DuplicateQuote, UnknownTicker
-from .selectors import latest_quote_cached, latest_quotes_cached, quote_history
+from .selectors import latest_quote_json, latest_quotes_json, quote_history
 from .serializers import HistoryQuerySerializer, QuoteListSerializer, QuoteSerializer
 from .services import quotes_ingest
 
@@ -29,9 +30,16 @@ BAD_TICKER = error_response(
 )
 
 
+def _quote_data(quote: dict) -> dict:
+    return QuoteSerializer(quote).data
+
+
+_TICKER = TickerField()  # stateless: built once, not per request
+
+
 def _clean_ticker(raw: str) -> str:
     try:
-        return TickerField().run_validation(raw)
+        return _TICKER.run_validation(raw)
     except ValidationError as exc:
         raise ValidationError({"ticker": exc.detail}) from exc
 
@@ -95,7 +103,7 @@ class StockViewSet(viewsets.GenericViewSet):
         security=[],
     )
     def list(self, request):
-        return Response(QuoteSerializer(latest_quotes_cached(), many=True).data)
+        return JSONBytes(latest_quotes_json(represent=lambda q: QuoteSerializer(q, many=True).data))
 
     @swagger_auto_schema(
         operation_id="stocks_read",
@@ -110,7 +118,7 @@ class StockViewSet(viewsets.GenericViewSet):
     )
     def retrieve(self, request, ticker=None):
         ticker = _clean_ticker(ticker)
-        return Response(QuoteSerializer(latest_quote_cached(ticker=ticker)).data)
+        return JSONBytes(latest_quote_json(ticker=ticker, represent=_quote_data))
 
     @swagger_auto_schema(
         operation_id="stocks_history",
@@ -132,7 +140,7 @@ class StockViewSet(viewsets.GenericViewSet):
         ticker = _clean_ticker(ticker)
         query = HistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        latest_quote_cached(ticker=ticker)  # UnknownTicker (404) when it has no quotes
+        latest_quote_json(ticker=ticker, represent=_quote_data)  # UnknownTicker: 404
         quotes = quote_history(ticker=ticker, **query.bounds)
         page = self.paginate_queryset(quotes)
         return self.get_paginated_response(QuoteSerializer(page, many=True).data)

@@ -46,6 +46,7 @@ def portfolio_value(
 
 def portfolio_for_user(*, user: User) -> dict:
     """The user's open positions valued at their tickers' latest closes, and the cash."""
+    user.load_money()
     every = list(Position.objects.filter(user=user).order_by("ticker"))
     positions = [p for p in every if p.quantity > 0]
     closes = latest_closes(tickers=[p.ticker for p in positions])

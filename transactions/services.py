@@ -303,6 +303,7 @@ def transaction_submit(
         order.transaction_price = quantize_cash(close * transaction_volume)
         with atomic():
             order.save()
+            user.load_money()  # the event states the account; authentication may not have it
             _publish(["submitted"], order, balance=user.balance, reserved=user.reserved)
             _settle_on_commit(user.pk)
     else:

@@ -59,6 +59,13 @@ class User(AbstractUser):
         """Cash that a new order or a withdrawal may still use."""
         return self.balance - self.reserved
 
+    def load_money(self) -> None:
+        """Read the balance and reservation in one query if they are not loaded: the account
+        that authentication hands over (users.authentication) has only what authorisation
+        needs, and each deferred field would otherwise cost a query of its own."""
+        if self.get_deferred_fields() & {"balance", "reserved"}:
+            self.refresh_from_db(fields=["balance", "reserved"])
+
     def issue_token(self) -> Token:
         """The account's API token (`Authorization: Token <key>`), created on first call."""
         token, _ = Token.objects.get_or_create(user=self)

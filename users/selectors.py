@@ -5,7 +5,10 @@ account is refused before any lookup, so they cannot learn which other accounts 
 staff naming an unknown one learn that it does not exist.
 """
 
-from stockflow.cache import cached, user_namespace
+from collections.abc import Callable
+from typing import Any
+
+from stockflow.cache import cached_json, user_namespace
 
 from .errors import NotYourAccount, UnknownUser, UnknownUserId
 from .models import User
@@ -39,24 +42,27 @@ def account_for(*, caller: User, user_id: int | None = None, username: str | Non
     return account
 
 
-def user_detail_cached(*, username: str) -> dict:
-    """`{id, username, balance, reserved, buying_power, created_at}` of the account called
-    `username` (any case)."""
+def user_detail_json(*, username: str, represent: Callable[[dict], Any]) -> bytes:
+    """The response's JSON bytes (`represent` turns the detail into response data) for
+    `{id, username, balance, reserved, buying_power, created_at}` of the account called
+    `username` (any case); cached until the account's next change commits."""
 
     def load():
         user = User.objects.named(username).first()
         if user is None:
             return None
-        return {
-            "id": user.pk,
-            "username": user.username,
-            "balance": user.balance,
-            "reserved": user.reserved,
-            "buying_power": user.buying_power,
-            "created_at": user.created_at,
-        }
+        return represent(
+            {
+                "id": user.pk,
+                "username": user.username,
+                "balance": user.balance,
+                "reserved": user.reserved,
+                "buying_power": user.buying_power,
+                "created_at": user.created_at,
+            }
+        )
 
-    detail = cached(user_namespace(username), "detail", load)
-    if detail is None:
+    body = cached_json(user_namespace(username), "detail", load)
+    if body is None:
         raise UnknownUser(username=username)
-    return detail
+    return body

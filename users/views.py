@@ -12,12 +12,13 @@ from rest_framework.response import Response
 
 from stockflow.exceptions import json_error
 from stockflow.parsers import DecimalJSONParser
+from stockflow.responses import JSONBytes
 from stockflow.schema import ACCOUNT, BODY, COMMON, error_response, errors, example_of
 from stockflow.throttling import FailedLoginThrottle
 
 from .errors import DuplicateUsername, UnknownUser
 from .models import User
-from .selectors import account_check_access, user_detail_cached
+from .selectors import account_check_access, user_detail_json
 from .serializers import UserCreatedSerializer, UserCreateSerializer, UserSerializer
 from .services import user_register
 
@@ -90,7 +91,8 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     def retrieve(self, request, username=None):
         account_check_access(caller=request.user, username=username)
-        return Response(UserSerializer(user_detail_cached(username=username)).data)
+        detail = user_detail_json(username=username, represent=lambda d: UserSerializer(d).data)
+        return JSONBytes(detail)
 
 
 TOKEN_RESPONSE = openapi.Schema(
