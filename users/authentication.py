@@ -1,7 +1,7 @@
 """Token authentication with the token -> account lookup cached.
 
 DRF's TokenAuthentication joins the token and its user in PostgreSQL on every request. Here
-a hit is one cache read: the few fields that authorisation needs (id, username, is_active,
+a read's hit is one cache read: the few fields that authorisation needs (id, username, is_active,
 is_staff, is_superuser), loaded into a `User` whose other fields are deferred, so reading
 `balance` from it queries the database rather than trusting a copy: nothing about money is
 decided from this cache. The entry is keyed by a hash of the token, not the token itself,
@@ -14,6 +14,7 @@ import hashlib
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.permissions import SAFE_METHODS
 
 from .models import User
 
@@ -30,7 +31,18 @@ def token_cache_key(key: str) -> str:
 
 
 class CachedTokenAuthentication(TokenAuthentication):
+    """Reads (GET, HEAD, OPTIONS) use the cache; a write authenticates against the database,
+    so it never acts for an account deactivated a moment ago, and gets the whole account row
+    in the same query (a submission's event states the balance)."""
+
+    def authenticate(self, request):
+        # DRF makes an authenticator per request: this is this request's method.
+        self.cached = request.method in SAFE_METHODS
+        return super().authenticate(request)
+
     def authenticate_credentials(self, key):
+        if not getattr(self, "cached", False):
+            return super().authenticate_credentials(key)
         cache_key = token_cache_key(key)
         values = cache.get(cache_key)
         if values is None:

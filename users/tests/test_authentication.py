@@ -58,3 +58,16 @@ def test_the_cached_account_reads_its_balance_from_the_database():
     portfolio = client.get(f"/users/{user.username}/portfolio/").json()
     assert (portfolio["balance"], portfolio["reserved"]) == ("55.55", "5.00")
     assert portfolio["buying_power"] == "50.55"
+
+
+def test_a_write_authenticates_against_the_database_not_the_cache():
+    user = UserFactory(balance=Decimal("100.00"))
+    StockDataFactory(ticker="ACME", close_price=Decimal("10.0000"))
+    client = client_for(user)
+    assert client.get(f"/users/{user.username}/").status_code == 200
+    # Deactivated without a signal, so the cached entry survives: reads may still pass for
+    # up to CACHE_TTL, but an order is checked against the row.
+    User.objects.filter(pk=user.pk).update(is_active=False)
+
+    order = {"ticker": "ACME", "transaction_type": "buy", "transaction_volume": 1}
+    assert client.post("/transactions/", order, format="json").status_code == 401
