@@ -666,7 +666,11 @@ def top_frames(collapsed: str, count: int = 25) -> list[tuple[str, float]]:
         # py-spy frames: "function (file:line)"; count each function once per stack.
         for frame in {re.sub(r":\d+\)$", ")", f) for f in stack.split(";")[1:]}:
             inclusive[frame] = inclusive.get(frame, 0) + n
-    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:count]
+    # Frames in most samples are the server's and the pool's own loops: not informative.
+    ranked = [
+        item for item in inclusive.items() if item[1] < 0.6 * total and "process " not in item[0]
+    ]
+    ranked = sorted(ranked, key=lambda item: -item[1])[:count]
     return [(frame, n / total) for frame, n in ranked]
 
 
