@@ -39,7 +39,7 @@ FAILED, CANCELLED = TransactionStatus.FAILED, TransactionStatus.CANCELLED
 SETTLED_EARLIER = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 # Measured: SAVEPOINT, lock user, lock pending, lock positions, update balance, save the
-# position, bulk-update the transactions, RELEASE SAVEPOINT — the same for 1 or 10.
+# position, one UPDATE of the transactions per outcome, RELEASE SAVEPOINT — the same for 1 or 10.
 SETTLE_ONE_TICKER_QUERIES = 8
 
 pytestmark = pytest.mark.django_db
