@@ -81,23 +81,23 @@ def usage(pids: list[int]) -> Usage:
     return Usage(cpu / CLOCK_TICKS, rss, system / CLOCK_TICKS)
 
 
-def group_pids(pgid: int) -> list[int]:
-    """Every process of a process group (a Procfile process and its children)."""
+def _pids_where(field: int, value: int) -> list[int]:
+    """The processes whose stat(5) field (counted after the name: 1 ppid, 2 pgrp) is value."""
     found = []
     for pid in _pids():
         fields = _stat(pid)
-        if fields is not None and int(fields[2]) == pgid:
+        if fields is not None and int(fields[field]) == value:
             found.append(pid)
     return found
 
 
+def group_pids(pgid: int) -> list[int]:
+    """Every process of a process group (a Procfile process and its children)."""
+    return _pids_where(2, pgid)
+
+
 def children(pid: int) -> list[int]:
-    found = []
-    for other in _pids():
-        fields = _stat(other)
-        if fields is not None and int(fields[1]) == pid:
-            found.append(other)
-    return found
+    return _pids_where(1, pid)
 
 
 def postgres_pids() -> list[int]:
