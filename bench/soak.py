@@ -48,6 +48,8 @@ from stockflow.testing import (  # noqa: E402
 OPENING = Decimal("10000.00")
 TICKERS = {"SOAKA": "12.3400", "SOAKB": "87.6500", "SOAKC": "250.1000"}
 TRANSFER_EVERY = 50  # orders per deposit or withdrawal, placed among them
+# The staff account seed_demo creates here (never the embedded default's well-known one).
+STAFF_PASSWORD = "soak-staff-password"
 
 
 def log(message: str) -> None:
@@ -95,7 +97,7 @@ class Soak(Stack):
         subprocess.run(
             [*manage, "seed_demo"],
             cwd=BASE_DIR,
-            env=self.env(),
+            env=self.env(SEED_ADMIN_PASSWORD=STAFF_PASSWORD),
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -305,7 +307,7 @@ def main() -> int:
         stack.start()
         session = requests.Session()
         staff = session.post(
-            f"{stack.url}/auth/token/", json={"username": "admin", "password": "admin-pass-2025"}
+            f"{stack.url}/auth/token/", json={"username": "admin", "password": STAFF_PASSWORD}
         ).json()
         for ticker, close in TICKERS.items():
             quote = {

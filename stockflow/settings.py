@@ -295,6 +295,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Passwords of the demo accounts `seed_demo` creates. Unset: the README's well-known ones on the
+# embedded default only; anywhere else a random one, printed once when the account is created.
+SEED_ADMIN_PASSWORD = env.str("SEED_ADMIN_PASSWORD", default="")
+SEED_DEMO_PASSWORD = env.str("SEED_DEMO_PASSWORD", default="")
+
 # --- REST framework and Swagger -----------------------------------------------------------
 PAGE_SIZE = env.int("PAGE_SIZE", default=50)
 MAX_PAGE_SIZE = env.int("MAX_PAGE_SIZE", default=500)

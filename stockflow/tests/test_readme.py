@@ -25,6 +25,7 @@ NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", ".env", "db.sqlite3", "staticfiles", "__pycache__", ".*_cache", ".hypothesis"
 )
 FLOWER_LOGIN = ("ops", "readme-test-flower-password")
+STAFF_PASSWORD = "readme-test-staff-password"
 # Above the sum of the waits below (start 90 s, walkthrough 120 s, Flower 30 s, Ctrl-C 30 s).
 pytestmark = pytest.mark.timeout(420)
 
@@ -69,11 +70,12 @@ class Server:
         self.process.interrupt(timeout=30)
 
 
-def run_walkthrough(url: str, ws_url: str | None = None) -> str:
-    """Run the block as a user pastes it; `ws_url` is the WS= the README names for that mode."""
+def run_walkthrough(url: str, ws_url: str | None = None, extra: dict | None = None) -> str:
+    """Run the block as a user pastes it; `ws_url` is the WS= the README names for that mode,
+    `extra` what else the user has in their environment (e.g. SEED_ADMIN_PASSWORD)."""
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", walkthrough()],
-        env={**os.environ, "API": url, **({"WS": ws_url} if ws_url else {})},
+        env={**os.environ, "API": url, **({"WS": ws_url} if ws_url else {}), **(extra or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -170,6 +172,8 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
         "CHANNEL_LAYER_PREFIX": f"stockflow-readme-{settings.RUN_ID}",
         "BEAT_SCHEDULE_FILE": str(tmp_path / "beat-schedule"),
         "WEB_CONCURRENCY": "2",
+        # Outside the embedded default the staff password is never the README's well-known one.
+        "SEED_ADMIN_PASSWORD": STAFF_PASSWORD,
     }
     server = Server(checkout(tmp_path, dotenv), port, env, tmp_path / "run.log")
     flower_tasks = f"http://127.0.0.1:{flower_port}/api/tasks"
@@ -178,7 +182,11 @@ def test_make_run_with_postgres_and_redis_runs_every_process_and_flower_sees_tas
         assert requests.get(f"{server.url}/health/", timeout=5).json()["status"] == "ok"
         wait_until_serving(server.process, f"http://127.0.0.1:{ws_port}")  # the ws process
         with connect(f"ws://127.0.0.1:{ws_port}/ws/quotes/?tickers=ACME") as quotes:
-            output = run_walkthrough(server.url, f"ws://127.0.0.1:{ws_port}")
+            output = run_walkthrough(
+                server.url,
+                f"ws://127.0.0.1:{ws_port}",
+                {"SEED_ADMIN_PASSWORD": STAFF_PASSWORD},
+            )
             assert_received_the_walkthroughs_quote(quotes)
         tasks = {}
         deadline = time.monotonic() + 30

@@ -4,12 +4,19 @@ Everything goes through the services an API client would reach (`quotes_ingest`,
 `user_register`), so the demo data obeys every rule real data does. It lives here, in the
 trading app, because a demo is something to trade with: quotes and accounts both.
 Safe to run again: existing quotes and users are left as they are. Prints both tokens.
+
+Passwords: SEED_ADMIN_PASSWORD / SEED_DEMO_PASSWORD (or --admin-password / --demo-password)
+when set. Otherwise only the embedded default (SQLite, no Redis: a developer's own machine)
+uses the well-known ones the README lists; anywhere else a random password is generated and
+printed once, when the account is created, so no server ever has a guessable staff login.
 """
 
 import random
+import secrets
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db.transaction import atomic
 
@@ -28,6 +35,17 @@ TICKERS = {
     "NVDA": (Decimal("120"), 250_000_000),
 }
 TRADING_DAYS = 30
+# The embedded default's passwords (README, "Demo accounts"); nowhere else.
+EMBEDDED_PASSWORDS = {"demo": "demo-pass-2025", "admin": "admin-pass-2025"}
+
+
+def _password(username: str, given: str | None) -> tuple[str, str]:
+    """The password for a new demo account and where it came from."""
+    if given:
+        return given, "as configured"
+    if settings.EMBEDDED_DATABASE and settings.EMBEDDED_REDIS:
+        return EMBEDDED_PASSWORDS[username], "embedded default"
+    return secrets.token_urlsafe(16), "generated now, shown once"
 
 
 def _trading_days(count: int) -> list[datetime]:
@@ -67,8 +85,8 @@ class Command(BaseCommand):
     help = "Load demo quotes, a demo user and a staff user (idempotent); print their tokens."
 
     def add_arguments(self, parser):
-        parser.add_argument("--demo-password", default="demo-pass-2025")
-        parser.add_argument("--admin-password", default="admin-pass-2025")
+        parser.add_argument("--demo-password", default=settings.SEED_DEMO_PASSWORD or None)
+        parser.add_argument("--admin-password", default=settings.SEED_ADMIN_PASSWORD or None)
 
     @atomic
     def handle(self, *args, **options):
@@ -81,12 +99,18 @@ class Command(BaseCommand):
             ("demo", Decimal("100000.00"), options["demo_password"], False),
             ("admin", Decimal("0.00"), options["admin_password"], True),
         )
-        for username, balance, password, staff in accounts:
-            user = User.objects.named(username).first() or user_register(
-                username=username, balance=balance, password=password, staff=staff
-            )
+        for username, balance, given, staff in accounts:
+            user = User.objects.named(username).first()
+            if user is None:
+                password, origin = _password(username, given)
+                user = user_register(
+                    username=username, balance=balance, password=password, staff=staff
+                )
+                created = f"created now, password {password!r} ({origin})"
+            else:
+                created = "exists, left as it is"
             self.stdout.write(
                 f"{'staff' if user.is_staff else 'demo '} user {user.username!r} "
-                f"(password {password!r} if created now): token {user.issue_token().key}"
+                f"({created}): token {user.issue_token().key}"
             )
         self.stdout.write(f"quotes for {', '.join(TICKERS)}: {StockData.objects.count()} rows")
