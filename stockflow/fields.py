@@ -131,6 +131,8 @@ class DecimalField(serializers.DecimalField):
     """A decimal from a JSON number or a plain decimal string ("155.00"); never a float.
 
     DRF's also reads "1_000", "١٢٣" and other spellings that Decimal() accepts.
+    Negative zero ("-0", "-0.00", "-0e3", the number -0.0) is zero: Decimal keeps the sign,
+    so it would pass `min_value=0` and be shown back as "-0.00".
     """
 
     def to_internal_value(self, data):
@@ -140,7 +142,8 @@ class DecimalField(serializers.DecimalField):
             if not DECIMAL_STRING.fullmatch(data):
                 self.fail("invalid")
             data = data.strip(JSON_WHITESPACE)
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        return value.copy_abs() if value.is_zero() else value
 
     def openapi_schema(self, *, in_body: bool) -> dict:
         schema = _string_or_number(in_body=in_body)

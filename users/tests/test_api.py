@@ -85,6 +85,20 @@ def test_registration_accepts_the_balance_as_a_number_or_a_string(api_client, ba
     assert User.objects.get(username="alice").balance == Decimal(stored)
 
 
+# As written in the JSON body: strings, and numbers (the parser reads -0.0 as Decimal("-0.0")).
+@pytest.mark.django_db
+@pytest.mark.parametrize("balance", ['"-0"', '"-0.00"', '"-0e3"', '" -0.0 "', "-0", "-0.0", "-0e3"])
+def test_a_negative_zero_balance_is_stored_and_shown_as_zero(api_client, balance):
+    response = api_client.post(
+        "/users/", f'{{"username": "alice", "balance": {balance}}}', content_type="application/json"
+    )
+
+    assert (response.status_code, response.json()["balance"]) == (201, "0.00")
+    client = client_for(User.objects.get(username="alice"))
+    assert client.get("/users/alice/").json()["balance"] == "0.00"
+    assert str(User.objects.get(username="alice").balance) == "0.00"
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("balance", "messages"),
