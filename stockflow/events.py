@@ -10,6 +10,8 @@ never a settlement: errors are logged, not raised.
 """
 
 import asyncio
+import atexit
+import concurrent.futures
 import logging
 import os
 import threading
@@ -62,7 +64,7 @@ def publish_on_commit(group: str, event: dict) -> None:
     publish_many_on_commit([(group, event)])
 
 
-def publish_many(events: list[tuple[str, dict]]) -> None:
+def publish_many(events: list[tuple[str, dict]], *, message_type: str = MESSAGE_TYPE) -> None:
     """Send each `(group, event)` in order, in one event loop over one connection.
 
     `publish` opens a loop and a Redis connection per event (~3 ms); a bulk ingestion of
@@ -73,15 +75,15 @@ def publish_many(events: list[tuple[str, dict]]) -> None:
     if layer is None or not events:
         return
     try:
-        async_to_sync(_send_all)(layer, events)
+        async_to_sync(_send_all)(layer, events, message_type)
     except Exception:
         logger.exception("event_publish_failed dropped=%d", len(events))
 
 
-async def _send_all(layer, events: list[tuple[str, dict]]) -> None:
+async def _send_all(layer, events: list[tuple[str, dict]], message_type: str) -> None:
     for sent, (group, event) in enumerate(events):
         try:
-            await layer.group_send(group, {"type": MESSAGE_TYPE, "event": as_json(event)})
+            await layer.group_send(group, {"type": message_type, "event": as_json(event)})
         except Exception:
             logger.exception(
                 "event_publish_failed group=%s event=%s dropped=%d",
@@ -100,14 +102,16 @@ class _BackgroundPublisher:
     commit, a third of the web's order throughput (`make bench`: 44 orders/s against 69
     without events), and a frozen Redis held each request for a socket timeout. Events
     leave in the order they were handed over. Created lazily, and again in a forked child
-    (gunicorn and Celery workers fork), since a thread does not survive a fork. An event
-    still queued when the process exits is lost, like any live update to a dead layer.
+    (gunicorn and Celery workers fork), since a thread does not survive a fork. A process
+    that exits normally waits up to 2 s for what is still queued (`drain`); one that is
+    killed loses it, like any live update to a dead layer.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._pid = None
         self._loop = None
+        self._sending: set[concurrent.futures.Future] = set()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -117,29 +121,45 @@ class _BackgroundPublisher:
                     target=self._loop.run_forever, name="event-publisher", daemon=True
                 ).start()
                 self._pid = os.getpid()
+                self._sending = set()  # a forked child waits for none of its parent's
             return self._loop
 
-    def submit(self, layer, events: list[tuple[str, dict]]) -> None:
-        asyncio.run_coroutine_threadsafe(_send_all(layer, events), self._running_loop())
+    def submit(self, layer, events: list[tuple[str, dict]], message_type: str) -> None:
+        sending = asyncio.run_coroutine_threadsafe(
+            _send_all(layer, events, message_type), self._running_loop()
+        )
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Wait up to `timeout` seconds for what was handed over: a short-lived process (a
+        management command revoking a token) would otherwise exit with it still queued."""
+        if self._pid == os.getpid():
+            concurrent.futures.wait(list(self._sending), timeout=timeout)
 
 
 _publisher = _BackgroundPublisher()
+atexit.register(_publisher.drain)
 
 
-def publish_in_background(events: list[tuple[str, dict]]) -> None:
+def publish_in_background(
+    events: list[tuple[str, dict]], *, message_type: str = MESSAGE_TYPE
+) -> None:
     """Hand `events` to this process's publisher thread; the in-memory layer (the embedded
     mode) is sent to at once instead, since it lives on the event loop of the server itself."""
     layer = get_channel_layer()
     if layer is None or not events:
         return
     if isinstance(layer, InMemoryChannelLayer):
-        publish_many(events)
+        publish_many(events, message_type=message_type)
     else:
-        _publisher.submit(layer, events)
+        _publisher.submit(layer, events, message_type)
 
 
-def publish_many_on_commit(events: list[tuple[str, dict]]) -> None:
+def publish_many_on_commit(
+    events: list[tuple[str, dict]], *, message_type: str = MESSAGE_TYPE
+) -> None:
     """Publish `events` in the background once the surrounding transaction commits (at once
-    outside one)."""
+    outside one). `message_type` names the consumers' handler: an event by default."""
     if events:
-        on_commit(lambda: publish_in_background(events), robust=True)
+        on_commit(lambda: publish_in_background(events, message_type=message_type), robust=True)

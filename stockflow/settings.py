@@ -193,6 +193,13 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 # Services publish events after the commit (stockflow/events.py); the WebSocket consumers
 # forward them. WS_MAX_TICKERS bounds the groups one /ws/quotes/ connection may join.
 WS_MAX_TICKERS = env.int("WS_MAX_TICKERS", default=50)
+# Open /ws/quotes/ connections per client address (as NUM_PROXIES identifies it), counted
+# across the ws processes in Redis; one more is closed with 4429. 0 switches the limit off.
+WS_MAX_CONNECTIONS_PER_ADDRESS = env.int("WS_MAX_CONNECTIONS_PER_ADDRESS", default=20)
+# A revoked token, a deactivation or a password change closes /ws/orders/ streams at once
+# (a message after the commit); should that message be lost, each stream re-checks its
+# credentials this often (seconds; 0: never).
+WS_AUTH_RECHECK_SECONDS = env.float("WS_AUTH_RECHECK_SECONDS", default=60.0)
 # Origins a browser page may open a WebSocket from (Channels' patterns: `example.com`,
 # `.example.com`, `https://example.com:8443`, `*`). A client that sends no Origin header
 # (a script, websocat) is not a browser and is let through.

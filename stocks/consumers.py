@@ -4,6 +4,10 @@ Public, like GET /stocks/. Tickers follow the API's rules (1-10 of A-Z 0-9 . -, 
 comma-separated, repeated `tickers` parameters add up). A missing or invalid list is
 answered after the handshake, so the client can read why: one `error` event, then close
 code 4400.
+
+Connections per client address are limited (WS_MAX_CONNECTIONS_PER_ADDRESS, across every ws
+process): one more is accepted, answered with a `too_many_connections` error event and closed
+with 4429, so an anonymous client cannot hold unbounded sockets and groups.
 """
 
 import re
@@ -12,10 +16,16 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from stockflow.events import quotes_group
-from stockflow.streams import CLOSE_BAD_REQUEST, EventStreamConsumer
+from stockflow.streams import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_TOO_MANY_CONNECTIONS,
+    EventStreamConsumer,
+    client_address,
+    connection_slots,
+)
 from stockflow.text import TICKER_REGEX, upper_ascii
 
-from .errors import InvalidTicker, TickersRequired, TooManyTickers
+from .errors import InvalidTicker, TickersRequired, TooManyConnections, TooManyTickers
 
 TICKER = re.compile(TICKER_REGEX)
 # Enough of a refused ticker to recognise it, however long the client made it.
@@ -42,13 +52,42 @@ def tickers_from_query(query_string: bytes) -> list[str]:
 
 
 class QuotesConsumer(EventStreamConsumer):
+    slot = None  # (slots, address) while this connection holds one
+
     async def connect(self):
         try:
             tickers = tickers_from_query(self.scope["query_string"])
         except (TickersRequired, InvalidTicker, TooManyTickers) as error:
-            await self.accept()
-            await self.send_error(code=error.code, detail=error.detail)
-            await self.close(code=CLOSE_BAD_REQUEST)
+            await self.refuse(code=error.code, detail=error.detail, close_code=CLOSE_BAD_REQUEST)
+            return
+        if not await self.take_slot():
+            error = TooManyConnections(most=settings.WS_MAX_CONNECTIONS_PER_ADDRESS)
+            await self.refuse(
+                code=error.code, detail=error.detail, close_code=CLOSE_TOO_MANY_CONNECTIONS
+            )
             return
         await self.join([quotes_group(ticker) for ticker in tickers])
         await self.accept()
+
+    async def take_slot(self) -> bool:
+        """Hold one of the client address's slots; False when they are all taken."""
+        most = settings.WS_MAX_CONNECTIONS_PER_ADDRESS
+        if not most:
+            return True
+        slots, address = connection_slots(), client_address(self.scope)
+        if not await slots.take(address, self.channel_name, most):
+            return False
+        self.slot = (slots, address)
+        if slots.KEEP_EVERY:
+            self.every(slots.KEEP_EVERY, self.keep_slot)
+        return True
+
+    async def keep_slot(self) -> None:
+        slots, address = self.slot
+        await slots.keep(address, self.channel_name)
+
+    async def disconnect(self, code):
+        if self.slot is not None:
+            slots, address = self.slot
+            self.slot = None
+            await slots.give_back(address, self.channel_name)

@@ -1,6 +1,6 @@
 """Errors of the market data context."""
 
-from stockflow.errors import Conflict, InvalidInput, NotFound
+from stockflow.errors import Conflict, DomainError, InvalidInput, NotFound
 
 
 class UnknownTicker(NotFound):
@@ -39,3 +39,11 @@ class TooManyTickers(InvalidInput):
     code = "too_many_tickers"
     field = "tickers"
     message = "At most {most} tickers per connection; {count} were named."
+
+
+class TooManyConnections(DomainError):
+    code = "too_many_connections"
+    message = (
+        "At most {most} /ws/quotes/ connections per client address are open at once; "
+        "close one before opening another."
+    )

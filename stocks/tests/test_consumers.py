@@ -219,3 +219,158 @@ def test_an_unknown_websocket_path_is_refused_at_the_handshake():
         assert await client.connect() == (False, 1000)
 
     run(scenario)
+
+
+# --- connections per client address ----------------------------------------------------------
+
+TOO_MANY = {
+    "event": "error",
+    "code": "too_many_connections",
+    "detail": "At most 2 /ws/quotes/ connections per client address are open at once; "
+    "close one before opening another.",
+}
+
+
+class ClientAt(WebsocketCommunicator):
+    """A quotes client whose connection comes from `address` (the ASGI scope's `client`)."""
+
+    def __init__(self, address: str, path: str = "/ws/quotes/?tickers=AAPL", headers=None):
+        super().__init__(application, path, headers=headers)
+        self.scope["client"] = (address, 50000)
+
+
+async def assert_refused_as_too_many(client):
+    assert await client.connect() == (True, None)  # accepted, so the client can read why
+    assert await client.receive_json_from() == TOO_MANY
+    assert await client.receive_output() == {"type": "websocket.close", "code": 4429}
+    await client.disconnect()
+
+
+@pytest.fixture
+def two_per_address(settings):
+    settings.WS_MAX_CONNECTIONS_PER_ADDRESS = 2
+
+
+def test_the_connection_over_the_limit_of_an_address_is_closed_with_4429(two_per_address):
+    async def scenario():
+        first, second = ClientAt("203.0.113.7"), ClientAt("203.0.113.7")
+        assert await first.connect() == (True, None)
+        assert await second.connect() == (True, None)
+
+        await assert_refused_as_too_many(ClientAt("203.0.113.7"))
+
+        elsewhere = ClientAt("198.51.100.1")
+        assert await elsewhere.connect() == (True, None)
+        await publish_async(quotes_group("AAPL"), quote_event("AAPL"))
+        for client in (first, second, elsewhere):
+            assert await client.receive_json_from() == quote_event("AAPL")
+            await client.disconnect()
+
+    run(scenario)
+
+
+def test_closing_a_connection_frees_its_slot(two_per_address):
+    async def scenario():
+        first, second = ClientAt("203.0.113.7"), ClientAt("203.0.113.7")
+        assert await first.connect() == (True, None)
+        assert await second.connect() == (True, None)
+        await first.disconnect()
+
+        third = ClientAt("203.0.113.7")
+        assert await third.connect() == (True, None)
+        await assert_refused_as_too_many(ClientAt("203.0.113.7"))
+        for client in (second, third):
+            await client.disconnect()
+        # All closed: the whole allowance is back.
+        again = [ClientAt("203.0.113.7"), ClientAt("203.0.113.7")]
+        for client in again:
+            assert await client.connect() == (True, None)
+            await client.disconnect()
+
+    run(scenario)
+
+
+def test_a_refused_ticker_list_takes_no_slot_and_the_ticker_limit_still_holds(two_per_address):
+    too_many_tickers = "/ws/quotes/?tickers=" + ",".join(f"T{n}" for n in range(51))
+
+    async def scenario():
+        for _ in range(3):
+            refused = ClientAt("203.0.113.7", too_many_tickers)
+            assert await refused.connect() == (True, None)
+            assert (await refused.receive_json_from())["code"] == "too_many_tickers"
+            assert await refused.receive_output() == {"type": "websocket.close", "code": 4400}
+        clients = [ClientAt("203.0.113.7"), ClientAt("203.0.113.7")]
+        for client in clients:
+            assert await client.connect() == (True, None)
+        for client in clients:
+            await client.disconnect()
+
+    run(scenario)
+
+
+def test_behind_a_proxy_the_address_is_the_one_it_forwards(two_per_address, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+
+    def via_proxy(forwarded_for: str) -> ClientAt:
+        return ClientAt("10.0.0.2", headers=[(b"x-forwarded-for", forwarded_for.encode())])
+
+    async def scenario():
+        # The proxy appends the address it saw; what the client wrote before it is not trusted.
+        alice = [via_proxy("203.0.113.7"), via_proxy("1.2.3.4, 203.0.113.7")]
+        for client in alice:
+            assert await client.connect() == (True, None)
+        await assert_refused_as_too_many(via_proxy("5.6.7.8, 203.0.113.7"))
+        bob = via_proxy("203.0.113.7, 198.51.100.1")  # same proxy, another client
+        assert await bob.connect() == (True, None)
+        for client in [*alice, bob]:
+            await client.disconnect()
+
+    run(scenario)
+
+
+def test_without_proxies_a_forwarded_for_header_is_ignored(two_per_address):
+    def spoofing(forwarded_for: str) -> ClientAt:
+        return ClientAt("203.0.113.7", headers=[(b"x-forwarded-for", forwarded_for.encode())])
+
+    async def scenario():
+        clients = [spoofing("1.1.1.1"), spoofing("2.2.2.2")]
+        for client in clients:
+            assert await client.connect() == (True, None)
+        await assert_refused_as_too_many(spoofing("3.3.3.3"))
+        for client in clients:
+            await client.disconnect()
+
+    run(scenario)
+
+
+def test_a_limit_of_zero_switches_the_limit_off(settings):
+    settings.WS_MAX_CONNECTIONS_PER_ADDRESS = 0
+
+    async def scenario():
+        clients = [ClientAt("203.0.113.7") for _ in range(30)]
+        for client in clients:
+            assert await client.connect() == (True, None)
+        for client in clients:
+            await client.disconnect()
+
+    run(scenario)
+
+
+def test_twenty_connections_per_address_are_allowed_by_default(settings):
+    assert settings.WS_MAX_CONNECTIONS_PER_ADDRESS == 20
+
+    async def scenario():
+        clients = [ClientAt("203.0.113.7") for _ in range(20)]
+        for client in clients:
+            assert await client.connect() == (True, None)
+        refused = ClientAt("203.0.113.7")
+        assert await refused.connect() == (True, None)
+        assert await refused.receive_json_from() == {
+            **TOO_MANY,
+            "detail": TOO_MANY["detail"].replace("At most 2 ", "At most 20 "),
+        }
+        assert await refused.receive_output() == {"type": "websocket.close", "code": 4429}
+        for client in clients:
+            await client.disconnect()
+
+    run(scenario)

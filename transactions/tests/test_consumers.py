@@ -1,13 +1,17 @@
-"""The orders stream in-process: token authentication at the handshake and one user's events
-only, through stockflow.asgi's application on the in-memory channel layer."""
+"""The orders stream in-process: token authentication at the handshake, one user's events
+only, and streams that close once their credentials are revoked, through stockflow.asgi's
+application on the in-memory channel layer."""
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connection
+from rest_framework.authtoken.models import Token
 
 from conftest import WebsocketCommunicator
 from stockflow.asgi import application
 from stockflow.events import orders_group, publish
+from users.models import User
 from users.tests.factories import UserFactory
 
 # database_sync_to_async closes connections around each lookup, which a test's wrapping
@@ -122,5 +126,113 @@ def test_a_disconnected_client_leaves_its_group():
         assert orders_group(user.pk) in get_channel_layer().groups
         await client.disconnect()
         assert orders_group(user.pk) not in get_channel_layer().groups
+
+    run(scenario)
+
+
+# --- a stream follows its credentials ------------------------------------------------------
+
+REVOKED = {
+    "event": "error",
+    "code": "credentials_revoked",
+    "detail": "The token was deleted, the account deactivated or its password changed: "
+    "connect again with a valid token.",
+}
+
+
+def delete_token(user):
+    user.auth_token.delete()
+
+
+def deactivate(user):
+    user.is_active = False
+    user.save()
+
+
+def change_password(user):
+    user.set_password("a-new-password-2025")
+    user.save()
+
+
+async def assert_closed_as_revoked(client, timeout: float = 2):
+    assert await client.receive_json_from(timeout) == REVOKED
+    assert await client.receive_output(timeout) == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.parametrize("revoke", [delete_token, deactivate, change_password])
+def test_revoked_credentials_close_the_accounts_streams_with_4401_within_2_s(revoke):
+    alice, bob = UserFactory(), UserFactory()
+
+    async def scenario():
+        by_header, _ = await connect(headers=authorization(f"Token {alice.auth_token.key}"))
+        by_query, _ = await connect(f"/ws/orders/?token={alice.auth_token.key}")
+        bobs, _ = await connect(f"/ws/orders/?token={bob.auth_token.key}")
+
+        await sync_to_async(revoke)(alice)
+
+        for client in (by_header, by_query):
+            await assert_closed_as_revoked(client)
+        assert await bobs.receive_nothing(timeout=0.2)
+        await sync_to_async(publish)(orders_group(bob.pk), order_event("submitted", 3, bob.pk))
+        assert await bobs.receive_json_from() == order_event("submitted", 3, bob.pk)
+        await bobs.disconnect()
+
+    run(scenario)
+
+
+def test_a_deleted_token_closes_only_its_own_streams_not_those_of_the_new_token():
+    user = UserFactory()
+    old_key = user.auth_token.key
+
+    async def scenario():
+        old, _ = await connect(f"/ws/orders/?token={old_key}")
+        await sync_to_async(user.auth_token.delete)()
+        await assert_closed_as_revoked(old)
+        new_key = (await sync_to_async(Token.objects.create)(user=user)).key
+        new, outcome = await connect(f"/ws/orders/?token={new_key}")
+        assert outcome == (True, None)
+
+        await sync_to_async(Token.objects.filter(key=old_key).delete)()  # a late duplicate
+        assert await new.receive_nothing(timeout=0.2)
+        await new.disconnect()
+
+    run(scenario)
+
+
+def test_a_profile_change_keeps_the_stream_open():
+    user = UserFactory()
+
+    async def scenario():
+        client, _ = await connect(f"/ws/orders/?token={user.auth_token.key}")
+        user.email = "new@example.com"
+        await sync_to_async(user.save)()
+        assert await client.receive_nothing(timeout=0.3)
+        await client.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "bypass",
+    [
+        lambda user: User.objects.filter(pk=user.pk).update(is_active=False),
+        lambda user: connection.cursor().execute(
+            "DELETE FROM authtoken_token WHERE user_id = %s", [user.pk]
+        ),
+        lambda user: User.objects.filter(pk=user.pk).update(password="md5$other$0"),
+    ],
+    ids=["deactivated", "token deleted", "password changed"],
+)
+def test_a_change_no_signal_saw_closes_the_stream_at_the_next_recheck(bypass, settings):
+    settings.WS_AUTH_RECHECK_SECONDS = 0.2
+    user, other = UserFactory(), UserFactory()
+
+    async def scenario():
+        client, _ = await connect(f"/ws/orders/?token={user.auth_token.key}")
+        others, _ = await connect(f"/ws/orders/?token={other.auth_token.key}")
+        await sync_to_async(bypass)(user)
+        await assert_closed_as_revoked(client, timeout=1)
+        assert await others.receive_nothing(timeout=0.5)  # two rechecks found nothing to do
+        await others.disconnect()
 
     run(scenario)
