@@ -19,6 +19,8 @@ from django.db.transaction import on_commit
 from redis.exceptions import RedisError
 from rest_framework.renderers import JSONRenderer
 
+from .text import canonical_username
+
 logger = logging.getLogger(__name__)
 
 # The namespace's version, then the entry stored under it: one round trip for a hit.
@@ -105,8 +107,9 @@ def invalidate_on_commit(*namespaces: str) -> None:
 
 
 def user_namespace(username: str) -> str:
-    # Any case of a name is the same account, so it is the same cache namespace.
-    return f"user:{username.lower()}"
+    # Every spelling of a name that finds the account (users.models: its canonical form) is
+    # the same cache namespace, or a change would leave another spelling's entry stale.
+    return f"user:{canonical_username(username)}"
 
 
 QUOTES_NAMESPACE = "quotes"

@@ -9,14 +9,18 @@ from collections.abc import Callable
 from typing import Any
 
 from stockflow.cache import cached_json, user_namespace
+from stockflow.text import canonical_username
 
 from .errors import NotYourAccount, UnknownUser, UnknownUserId
 from .models import User
 
 
 def _is_caller(caller: User, user_id: int | None, username: str | None) -> bool:
+    # The name's canonical form, as User.objects.named compares it: any spelling that finds
+    # the caller's account is the caller.
     return (user_id is not None and caller.pk == user_id) or (
-        username is not None and caller.get_username().lower() == username.lower()
+        username is not None
+        and canonical_username(caller.get_username()) == canonical_username(username)
     )
 
 
@@ -45,7 +49,7 @@ def account_for(*, caller: User, user_id: int | None = None, username: str | Non
 def user_detail_json(*, username: str, represent: Callable[[dict], Any]) -> bytes:
     """The response's JSON bytes (`represent` turns the detail into response data) for
     `{id, username, balance, reserved, buying_power, created_at}` of the account called
-    `username` (any case); cached until the account's next change commits."""
+    `username` (any spelling); cached until the account's next change commits."""
 
     def load():
         user = User.objects.named(username).first()

@@ -1,5 +1,7 @@
 """User serializers: registration input and account detail."""
 
+import unicodedata
+
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
@@ -10,10 +12,30 @@ from stockflow.money import (
     MAX_OPENING_BALANCE,
     OPENING_BALANCE_MAX_DIGITS,
 )
+from stockflow.text import canonical_username
+
+from .models import USERNAME_MAX_LENGTH
+
+
+class UsernameValidator(UnicodeUsernameValidator):
+    """Django's username rule (letters, digits and @ . + - _), applied to the NFKC form, as
+    Django's own forms store a name: "e\u0301" (e and a combining acute) is "\u00e9", a
+    letter, though the combining mark alone is not one."""
+
+    def __call__(self, value):
+        super().__call__(unicodedata.normalize("NFKC", value))
 
 
 class UserCreateSerializer(serializers.Serializer):
-    username = StrictCharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    username = StrictCharField(
+        max_length=USERNAME_MAX_LENGTH,
+        validators=[UsernameValidator()],
+        help_text="Shown as typed. One account per name: spellings that are equal once "
+        "NFKC-normalised and case-folded (`Alice`/`ALICE`, `\uff4e\uff49\uff4b`/`nik`, "
+        "`stra\u00dfe`/`STRASSE`, `nik\u03c2`/`nik\u03a3`) are one name, for registration "
+        "(409), reads and logins. Letters, digits and `@ . + - _`; at most "
+        f"{USERNAME_MAX_LENGTH} characters, also once case-folded.",
+    )
     balance = DecimalField(
         max_digits=OPENING_BALANCE_MAX_DIGITS,
         decimal_places=CASH_DECIMAL_PLACES,
@@ -35,6 +57,14 @@ class UserCreateSerializer(serializers.Serializer):
         swagger_schema_fields = {
             "example": {"username": "alice", "balance": "10000.00", "password": "correct-horse-42"}
         }
+
+    def validate_username(self, value):
+        if len(canonical_username(value)) > USERNAME_MAX_LENGTH:  # "ß" folds to "ss"
+            raise serializers.ValidationError(
+                f"Ensure this field has no more than {USERNAME_MAX_LENGTH} characters once "
+                "case-folded."
+            )
+        return value
 
     def validate_balance(self, value):
         if value >= MAX_OPENING_BALANCE:

@@ -1,5 +1,6 @@
 """User operations: registration and operators' profile changes."""
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.contrib.auth.password_validation import validate_password
@@ -36,20 +37,29 @@ def user_register(
             user.save()
             user.issue_token()
     except IntegrityError as exc:
-        # A concurrent registration of any case of the name won the race: the unique
-        # index on LOWER(username) refused this one.
+        # A concurrent registration of another spelling of the name won the race: the
+        # unique index on the canonical name refused this one.
         raise DuplicateUsername(username=username) from exc
     return user
 
 
-def user_update(*, user: User) -> User:
+def user_update(*, user: User, fields: Iterable[str] | None = None) -> User:
     """Save an operator's change to an account's profile (name, email, flags, password).
 
-    The balance is not a profile field: after registration only settlement moves cash.
+    Only `fields` are written (None: every profile field). The balance and reservation are
+    not profile fields and are never written here (User.save refuses): settlement may have
+    moved cash since `user` was loaded, and writing back what was read would undo it.
+    A new name that another account already has (in any spelling) is DuplicateUsername.
     Both the old and the new name's cached detail are dropped once the change commits.
     """
-    with atomic():
-        previous = User.objects.filter(pk=user.pk).values_list("username", flat=True).first()
-        user.save()
-        invalidate_on_commit(*{user_namespace(name) for name in (previous, user.username) if name})
+    try:
+        with atomic():
+            previous = User.objects.filter(pk=user.pk).values_list("username", flat=True).first()
+            user.save(update_fields=None if fields is None else list(fields))
+            names = (previous, user.username)
+            invalidate_on_commit(*{user_namespace(name) for name in names if name})
+    except IntegrityError as exc:
+        if not User.objects.named(user.username).exclude(pk=user.pk).exists():
+            raise
+        raise DuplicateUsername(username=user.username) from exc
     return user
