@@ -49,7 +49,11 @@ api_info = openapi.Info(
         "(a token in `Authorization: Token <key>` or `?token=<key>`, else the handshake is "
         "refused with 403) sends the caller's own order events (`submitted`, `triggered`, "
         "`completed`, `failed`, `cancelled`, `expired`, `replaced`) with the order and the "
-        "new `balance`, `reserved` and `buying_power`. Served by the `ws` process "
+        "new `balance`, `reserved` and `buying_power`, and closes with code 4401 once its "
+        "token is deleted, the account deactivated or its password changed. A client address "
+        "may hold 20 `/ws/quotes/` connections at once (`WS_MAX_CONNECTIONS_PER_ADDRESS`); "
+        "one more gets an `error` event `too_many_connections` and close code 4429. Served "
+        "by the `ws` process "
         "(`ws://<host>:8001/ws/...`) in the real system, on the API's own address in the "
         "embedded mode."
     ),

@@ -1,9 +1,12 @@
 """Live updates end to end: real WebSocket clients (the `websockets` library) on the ws process
 (uvicorn), HTTP through gunicorn, settlement by a Celery worker, all on the per-run test
-database and a private redis-server whose pub/sub carries the events between processes."""
+database and a private redis-server whose pub/sub carries the events between processes, and
+which holds the connection slots the ws processes share."""
 
 import asyncio
 import json
+import sys
+import time
 from decimal import Decimal
 
 import pytest
@@ -11,6 +14,7 @@ import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from stockflow.testing import BASE_DIR
 from stocks.tests.factories import StockDataFactory
 from users.tests.factories import UserFactory
 
@@ -126,3 +130,86 @@ def test_a_market_buy_streams_submitted_then_completed_to_its_owner_only(stack):
     assert '"WebSocket /ws/orders/?token=[redacted]" [accepted]' in log, log
     assert other.auth_token.key not in log
     assert "Traceback" not in log
+
+
+async def assert_closed(client, code: int, timeout: float = 2):
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(client.recv(), timeout)
+    assert closed.value.rcvd.code == code
+
+
+def test_a_token_deleted_by_another_process_closes_its_streams_within_2_s(stack):
+    user, other = UserFactory(), UserFactory()
+    ws = stack.ws()
+    orders = f"{ws.ws_url}/ws/orders/"
+
+    async def scenario():
+        async with (
+            connect(
+                orders, additional_headers={"Authorization": f"Token {user.auth_token.key}"}
+            ) as by_header,
+            connect(f"{orders}?token={user.auth_token.key}") as by_query,
+            connect(f"{orders}?token={other.auth_token.key}") as theirs,
+        ):
+            # An operator rotates the token from a shell: DRF's command deletes it, then
+            # creates a new one and prints it; its process exits right after.
+            rotate = await asyncio.create_subprocess_exec(
+                *[sys.executable, "manage.py", "drf_create_token", "--reset", user.username],
+                cwd=BASE_DIR,
+                env=stack.env(),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            printed = await asyncio.wait_for(rotate.stdout.readline(), 60)
+            deleted = time.monotonic()  # at the latest: the line follows the deletion's commit
+            assert printed.startswith(b"Generated token "), printed
+            for client in (by_header, by_query):
+                assert (await next_event(client, timeout=2))["code"] == "credentials_revoked"
+                await assert_closed(client, 4401)
+            assert time.monotonic() - deleted < 2
+            assert await rotate.wait() == 0
+            await assert_silent(theirs)
+
+            new_key = printed.split()[2].decode()
+            async with connect(f"{orders}?token={new_key}") as renewed:
+                await assert_silent(renewed)
+
+    asyncio.run(scenario())
+    assert "Traceback" not in ws.log()
+
+
+async def open_quotes(ws, tickers: str = "ACME"):
+    client = await connect(f"{ws.ws_url}/ws/quotes/?tickers={tickers}")
+    try:  # a refused one says so at once; an accepted one stays silent
+        event = await asyncio.wait_for(client.recv(), 0.5)
+    except TimeoutError:
+        return client
+    await client.close()
+    return json.loads(event)
+
+
+def test_the_connections_of_one_address_are_counted_across_ws_processes(stack):
+    first = stack.ws(WS_MAX_CONNECTIONS_PER_ADDRESS="2")
+    second = stack.ws(WS_MAX_CONNECTIONS_PER_ADDRESS="2")
+
+    async def scenario():
+        on_first, on_second = await open_quotes(first), await open_quotes(second)
+        async with connect(f"{second.ws_url}/ws/quotes/?tickers=ACME") as refused:
+            assert await next_event(refused) == {
+                "event": "error",
+                "code": "too_many_connections",
+                "detail": "At most 2 /ws/quotes/ connections per client address are open at "
+                "once; close one before opening another.",
+            }
+            await assert_closed(refused, 4429)
+        await on_first.close()
+
+        # The slot is given back once the first process has seen the close.
+        deadline = time.monotonic() + 2
+        while isinstance(again := await open_quotes(second), dict):
+            assert again["code"] == "too_many_connections"
+            assert time.monotonic() < deadline, "the closed connection's slot never came back"
+        for client in (on_second, again):
+            await client.close()
+
+    asyncio.run(scenario())
+    assert "Traceback" not in first.log() + second.log()
