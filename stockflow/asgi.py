@@ -2,7 +2,9 @@
 
 `uvicorn stockflow.asgi:application` serves both: the Procfile's `ws` process, and the
 embedded mode of `make run`. Only routing lives here; each stream's consumer lives in the
-app that owns it.
+app that owns it. Django's HTTP app sits behind stockflow.middleware's gate, which keeps
+the body limit while a body arrives and refuses a charset other than UTF-8 before Django
+builds the request.
 """
 
 import os
@@ -15,11 +17,14 @@ from django.urls import re_path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stockflow.settings")
 # Sets Django up: the routes below import models.
-http_application = get_asgi_application()
+django_application = get_asgi_application()
 
+from stockflow.middleware import ASGIRequestGate  # noqa: E402
 from stockflow.streams import BrowserOriginValidator  # noqa: E402
 from stocks.routing import websocket_urlpatterns as quote_routes  # noqa: E402
 from transactions.routing import websocket_urlpatterns as order_routes  # noqa: E402
+
+http_application = ASGIRequestGate(django_application)
 
 application = ProtocolTypeRouter(
     {
