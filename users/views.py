@@ -47,7 +47,8 @@ class UserViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         operation_id="users_register",
         operation_summary="Register",
         operation_description="Open registration. Returns the new user's API token once; "
-        "`password` is optional (needed only for `POST /auth/token/`). Duplicate username: 409.",
+        "`password` is optional (needed only for `POST /auth/token/`). Duplicate username: 409, "
+        "also for another spelling of a taken name (equal once NFKC-normalised and case-folded).",
         request_body=UserCreateSerializer,
         responses={
             201: openapi.Response("Registered; `token` is shown only now.", UserCreatedSerializer),
