@@ -6,7 +6,8 @@
 - `AutoSchema`: fields from `stockflow.fields` describe themselves, `paginated=True` wraps
   a 2xx in the limit/offset envelope, `one_or_many=N` states a body (and its 201) that
   is one object or a list of 1 to N of them, and every operation lists the errors any
-  request may get (`EVERY_REQUEST`: an oversized request line or header).
+  request may get (`EVERY_REQUEST`: an oversized request line or header; 415 for a charset
+  other than UTF-8).
 """
 
 from drf_yasg import openapi
@@ -85,7 +86,8 @@ ERRORS = {
         {"detail": "The request line exceeds 4094 bytes.", "code": "uri_too_long"},
     ),
     415: (
-        "The body is not `application/json`.",
+        "The body is not `application/json` (`unsupported_media_type`), or the Content-Type "
+        "names a charset other than UTF-8 (`unsupported_charset`).",
         {
             "detail": 'Unsupported media type "text/plain" in request.',
             "code": "unsupported_media_type",
@@ -111,6 +113,15 @@ ACCOUNT = (*COMMON, 403)  # an account's own routes: the owner or staff
 BODY = (400, 413, 415)
 # Refused by stockflow.middleware before any view runs: AutoSchema adds them to every operation.
 EVERY_REQUEST = (414, 431)
+# Any request whose Content-Type names a charset other than UTF-8, a body or not: an operation
+# without a body of its own (BODY) documents only that.
+CHARSET_REFUSED = (
+    "The Content-Type names a charset other than UTF-8: requests are read as UTF-8 only.",
+    {
+        "detail": "Requests are read as UTF-8 only: send charset=utf-8, or no charset.",
+        "code": "unsupported_charset",
+    },
+)
 
 
 def error_response(
@@ -247,6 +258,7 @@ class AutoSchema(SwaggerAutoSchema):
         responses = super().get_response_serializers()
         for status in EVERY_REQUEST:
             responses.setdefault(str(status), error_response(status))
+        responses.setdefault("415", error_response(415, *CHARSET_REFUSED))
         return responses
 
     def should_page(self):

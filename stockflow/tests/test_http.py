@@ -627,28 +627,30 @@ def test_the_schema_documents_the_root_routes_with_token_auth(api_client):
 
 # What each operation documents; stockflow/tests/test_schemathesis.py checks that it is true.
 DOCUMENTED_STATUSES = {
-    ("GET", "/"): "200 414 431",
+    ("GET", "/"): "200 414 415 431",
     ("POST", "/auth/token/"): "200 400 401 413 414 415 429 431 503",
-    ("GET", "/health/"): "200 414 431 503",
-    ("GET", "/stocks/"): "200 401 414 429 431 503",
+    ("GET", "/health/"): "200 414 415 431 503",
+    ("GET", "/stocks/"): "200 401 414 415 429 431 503",
     ("POST", "/stocks/"): "201 400 401 403 409 413 414 415 429 431 503",
-    ("GET", "/stocks/{ticker}/"): "200 400 401 404 414 429 431 503",
-    ("GET", "/stocks/{ticker}/history/"): "200 400 401 404 414 429 431 503",
+    ("GET", "/stocks/{ticker}/"): "200 400 401 404 414 415 429 431 503",
+    ("GET", "/stocks/{ticker}/history/"): "200 400 401 404 414 415 429 431 503",
     ("POST", "/transactions/"): "200 201 400 401 403 404 409 413 414 415 429 431 503",
-    ("GET", "/transactions/{user_id}/"): "200 400 401 403 404 414 429 431 503",
+    ("GET", "/transactions/{user_id}/"): "200 400 401 403 404 414 415 429 431 503",
     ("GET", "/transactions/{user_id}/{start_timestamp}/{end_timestamp}/"): (
-        "200 400 401 403 404 414 429 431 503"
+        "200 400 401 403 404 414 415 429 431 503"
     ),
-    ("GET", "/transactions/{user_id}/{transaction_id}/"): "200 401 403 404 414 429 431 503",
-    ("DELETE", "/transactions/{user_id}/{transaction_id}/"): "200 401 403 404 409 414 429 431 503",
+    ("GET", "/transactions/{user_id}/{transaction_id}/"): "200 401 403 404 414 415 429 431 503",
+    ("DELETE", "/transactions/{user_id}/{transaction_id}/"): (
+        "200 401 403 404 409 414 415 429 431 503"
+    ),
     ("PATCH", "/transactions/{user_id}/{transaction_id}/"): (
         "200 400 401 403 404 409 413 414 415 429 431 503"
     ),
-    ("GET", "/users/"): "200 400 401 403 414 429 431 503",
+    ("GET", "/users/"): "200 400 401 403 414 415 429 431 503",
     ("POST", "/users/"): "201 400 401 409 413 414 415 429 431 503",
-    ("GET", "/users/{username}/"): "200 401 403 404 414 429 431 503",
-    ("GET", "/users/{username}/portfolio/"): "200 401 403 404 414 429 431 503",
-    ("GET", "/users/{username}/transfers/"): "200 400 401 403 404 414 429 431 503",
+    ("GET", "/users/{username}/"): "200 401 403 404 414 415 429 431 503",
+    ("GET", "/users/{username}/portfolio/"): "200 401 403 404 414 415 429 431 503",
+    ("GET", "/users/{username}/transfers/"): "200 400 401 403 404 414 415 429 431 503",
     ("POST", "/users/{username}/transfers/"): (
         "200 201 400 401 403 404 409 413 414 415 429 431 503"
     ),
@@ -701,6 +703,19 @@ def test_the_schema_documents_every_status_an_operation_answers(api_client):
             "#/definitions/ValidationError",
         }
         assert response["examples"]["application/json"]
+
+
+@pytest.mark.django_db
+def test_the_schema_documents_the_charset_refusal_on_every_operation(api_client):
+    ops = operations(api_client.get("/swagger.json").json())
+
+    read = ops[("GET", "/stocks/")]["responses"]["415"]
+    write = ops[("POST", "/users/")]["responses"]["415"]
+    assert read["examples"]["application/json"] == {
+        "detail": "Requests are read as UTF-8 only: send charset=utf-8, or no charset.",
+        "code": "unsupported_charset",
+    }
+    assert "`unsupported_charset`" in write["description"]
 
 
 @pytest.mark.django_db
