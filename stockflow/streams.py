@@ -35,6 +35,10 @@ REVOKED_TYPE = "credentials.revoked"
 class EventStreamConsumer(AsyncWebsocketConsumer):
     """Forwards the events published to the groups it joined, as JSON text."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.periodic: list[asyncio.Task] = []
+
     async def join(self, groups: list[str]) -> None:
         """Join `groups` before accepting, so no event published after the handshake is missed.
 
@@ -61,12 +65,10 @@ class EventStreamConsumer(AsyncWebsocketConsumer):
                 except Exception:
                     logger.exception("ws_periodic_failed action=%s", action.__name__)
 
-        if not hasattr(self, "periodic"):
-            self.periodic = []
         self.periodic.append(asyncio.create_task(repeat()))
 
     async def websocket_disconnect(self, message):
-        for task in getattr(self, "periodic", ()):
+        for task in self.periodic:
             task.cancel()
         await super().websocket_disconnect(message)
 

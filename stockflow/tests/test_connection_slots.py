@@ -8,6 +8,9 @@ import logging
 import pytest
 from asgiref.sync import async_to_sync
 
+from conftest import WebsocketCommunicator
+from stockflow.asgi import application
+from stockflow.settings import redis_channel_layer_config
 from stockflow.streams import RedisSlots
 
 
@@ -72,3 +75,32 @@ def test_a_dead_redis_lets_connections_in_and_logs_it(slots, own_redis, caplog):
 
     run(scenario)
     assert caplog.text.count("ws_slots_unavailable address=203.0.113.7") == 5
+
+
+def test_an_open_quotes_stream_keeps_its_slot_alive_and_gives_it_back_on_close(
+    own_redis, settings, monkeypatch
+):
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer_config(own_redis.url(2), "t")}
+    settings.WS_MAX_CONNECTIONS_PER_ADDRESS = 1
+    monkeypatch.setattr(RedisSlots, "SLOT_SECONDS", 0.6)
+    monkeypatch.setattr(RedisSlots, "KEEP_EVERY", 0.2)
+
+    def client() -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(application, "/ws/quotes/?tickers=ACME")
+        communicator.scope["client"] = ("203.0.113.7", 50000)
+        return communicator
+
+    async def scenario():
+        holder = client()
+        assert await holder.connect() == (True, None)
+        await asyncio.sleep(1.5)  # two and a half lifetimes of an unrefreshed slot
+        refused = client()
+        assert await refused.connect() == (True, None)
+        assert (await refused.receive_json_from())["code"] == "too_many_connections"
+        assert await refused.receive_output() == {"type": "websocket.close", "code": 4429}
+        await holder.disconnect()
+        successor = client()
+        assert await successor.connect() == (True, None)
+        await successor.disconnect()
+
+    run(scenario)
