@@ -6,6 +6,7 @@ at a directory of its own. Bodies are sent over a raw socket, so that a test can
 and see whether the server answers before it has read them all.
 """
 
+import asyncio
 import bz2
 import codecs
 import http.client
@@ -351,3 +352,72 @@ def test_one_byte_over_the_limit_is_a_json_413(servers, name, framing):
     assert answer.status == 413
     assert answer.json() == TOO_LARGE
     assert user_count(servers) == before
+
+
+# --- the ASGI gate in-process, at its edges ----------------------------------------------------
+
+
+def run_gate(headers: list[tuple[bytes, bytes]], messages: list[dict]) -> tuple[list, list]:
+    """Run ASGIRequestGate over a recording app; return what the app got and what was sent."""
+    from stockflow.middleware import ASGIRequestGate
+
+    seen, sent = [], []
+
+    async def app(scope, receive, send):
+        seen.append(scope["headers"])
+        while (message := await receive())["type"] == "http.request":
+            seen.append(message)
+            if not message.get("more_body"):
+                break
+
+    incoming = iter(messages)
+
+    async def receive():
+        return next(incoming, {"type": "http.disconnect"})
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/users/", "headers": headers}
+    asyncio.run(ASGIRequestGate(app)(scope, receive, send))
+    return seen, sent
+
+
+def test_the_asgi_gate_hands_a_chunked_body_within_the_limit_on_whole_with_its_length(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    parts = [{"type": "http.request", "body": b"12345", "more_body": True}]
+    parts += [{"type": "http.request", "body": b"67890", "more_body": False}]
+
+    seen, sent = run_gate([(b"transfer-encoding", b"chunked")], parts)
+
+    assert seen == [
+        [(b"content-length", b"10")],
+        {"type": "http.request", "body": b"1234567890", "more_body": False},
+    ]
+    assert sent == []
+
+
+def test_the_asgi_gate_answers_413_once_a_body_passes_the_limit_and_reads_no_further(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    parts = [{"type": "http.request", "body": b"123456", "more_body": True}] * 3
+
+    seen, sent = run_gate([(b"content-length", b"10")], parts)
+
+    # The declared length lied (a server would not let it): the count still stops it.
+    assert seen == [[(b"content-length", b"10")], parts[0]]
+    assert sent[0]["status"] == 413
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {
+        "detail": "The request body exceeds 10 bytes.",
+        "code": "request_too_large",
+    }
+
+
+def test_the_asgi_gate_answers_nothing_when_the_client_leaves_mid_body(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    parts = [{"type": "http.request", "body": b"123", "more_body": True}]
+
+    seen, sent = run_gate([(b"transfer-encoding", b"chunked")], parts)
+
+    assert seen == []
+    assert sent == []
