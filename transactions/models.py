@@ -7,8 +7,13 @@ order states the one comparison that makes it act next, in one of two columns: `
 (it acts when a close >= rises_to) or `falls_to` (when a close <= falls_to). Two columns,
 not a price and a direction, so that PostgreSQL's statistics of each describe only the
 orders it applies to: buy limits and sell stops wait below the market, sell limits and buy
-stops above it, and a single price column would mix the two.
+stops above it, and a single price column would mix the two. For the same reason a trailing
+stop keeps its anchor (its best close so far) in `trail_high` (a sell: it moves when a close is
+above it) or `trail_low` (a buy: when a close is below it), and one UPDATE per quote moves the
+stops whose anchor the close improves with a range scan of each.
 """
+
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -98,8 +103,11 @@ class Transaction(models.Model):
     filled_price = models.DecimalField(**PRICE, null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     replaced_at = models.DateTimeField(null=True, blank=True)
-    # Internal: a trailing stop's best close since submission (sell: highest, buy: lowest).
-    trail_anchor = models.DecimalField(**PRICE, null=True, blank=True)
+    # Internal: a trailing stop's best close since submission, its anchor (`trail_anchor`),
+    # in its side's column: a sell's highest close (it moves when a close is above it), a
+    # buy's lowest (when below). See the module docstring for why two columns.
+    trail_high = models.DecimalField(**PRICE, null=True, blank=True)
+    trail_low = models.DecimalField(**PRICE, null=True, blank=True)
     # Internal: the comparison that makes an open order act (see the module docstring).
     rises_to = models.DecimalField(**PRICE, null=True, blank=True)
     falls_to = models.DecimalField(**PRICE, null=True, blank=True)
@@ -146,10 +154,16 @@ class Transaction(models.Model):
                 condition=Q(status="open", ready_price__isnull=True, falls_to__isnull=False),
                 name="txn_open_falls_to",
             ),
+            # The trailing stops a close of `ticker` moves: a range scan of each.
             models.Index(
-                fields=["ticker"],
-                condition=Q(status="open", order_type="trailing_stop", ready_price__isnull=True),
-                name="txn_open_trailing",
+                fields=["ticker", "trail_high"],
+                condition=Q(status="open", ready_price__isnull=True, trail_high__isnull=False),
+                name="txn_open_trail_high",
+            ),
+            models.Index(
+                fields=["ticker", "trail_low"],
+                condition=Q(status="open", ready_price__isnull=True, trail_low__isnull=False),
+                name="txn_open_trail_low",
             ),
             # Open orders to settle: ready to fill, or past their expiry.
             models.Index(
@@ -195,6 +209,15 @@ class Transaction(models.Model):
     @property
     def is_buy(self) -> bool:
         return self.transaction_type == TransactionType.BUY
+
+    @property
+    def trail_anchor(self) -> Decimal | None:
+        """A trailing stop's best close since submission: trail_low for a buy, else trail_high."""
+        return self.trail_low if self.is_buy else self.trail_high
+
+    @trail_anchor.setter
+    def trail_anchor(self, close: Decimal | None) -> None:
+        self.trail_high, self.trail_low = (None, close) if self.is_buy else (close, None)
 
 
 class Position(models.Model):
