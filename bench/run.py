@@ -15,7 +15,9 @@ client (aiohttp) and wrk, and prints one table, also written as JSON to bench/re
 - ceilings: a bare Django view (bench/ceiling.py) serving the same quote JSON from Redis
   under the same gunicorn settings, and `pgbench -N` on the same PostgreSQL;
 - peak RSS of a web worker and of the Celery worker;
-- scaling: the cost of ingesting quotes with 10,000 and then 100,000 open orders waiting;
+- scaling: the cost of ingesting quotes with 10,000 and then 100,000 open orders waiting, and
+  with 10,000 and then 100,000 open trailing stops on the quoted ticker (quotes inside their
+  band: no anchor moves, no stop is reached), and the check of one quote that moves them all;
 - fan-out: WebSocket clients on /ws/quotes/, quotes/s delivered and the delay from ingestion.
 """
 
@@ -461,9 +463,12 @@ class Bench:
         # Now, not during the measurement: autovacuum would wake up for the rows just added.
         self.sql("VACUUM ANALYZE transactions_transaction")
 
-    async def ingest(self, api: Client, tickers: list[str], count: int, start: int) -> dict:
-        """POST `count` quotes one by one from 8 clients; wait until each is checked."""
-        base = datetime.now(UTC) - timedelta(hours=2)
+    async def ingest(
+        self, api: Client, tickers: list[str], count: int, start: int, base: datetime | None = None
+    ) -> dict:
+        """POST `count` quotes at 10.0000 one by one from 8 clients, the i-th `start + i`
+        seconds after `base`; wait until each is checked."""
+        base = base or datetime.now(UTC) - timedelta(hours=2)
         before = self.stack.usage()
         started = time.time()
 
@@ -487,6 +492,8 @@ class Bench:
             "seconds": seconds,
             "cpu_ms_per_quote": sum(cpu.values()) * 1000 / count,
             "worker_cpu_ms_per_quote": cpu["worker"] * 1000 / count,
+            # postgres counts every backend of the server: on a shared one, others' work too
+            "cpu_ms_per_quote_by_role": {role: cpu[role] * 1000 / count for role in ROLES},
         }
 
     async def scaling(self, api: Client) -> None:
@@ -514,6 +521,122 @@ class Bench:
             "ratio": rows[-1]["cpu_ms_per_quote"] / rows[0]["cpu_ms_per_quote"],
             "worker_ratio": rows[-1]["worker_cpu_ms_per_quote"]
             / rows[0]["worker_cpu_ms_per_quote"],
+            "trailing": await self.trailing_scaling(api),
+        }
+
+    def add_trailing_stops(self, count: int, ticker: str, anchor: Decimal) -> None:
+        """`count` open gtc trailing stop buys on `ticker` whose lowest close so far (their
+        anchor, trail_low) is `anchor`: half trail by 5.00, half by 60 %, so that at an anchor
+        of 9 their stops are 14 and 14.40 and a close of 10 neither moves nor reaches them.
+        Spread over the bench users, each user's reservation raised by exactly what they hold
+        (the stop plus the 5 % collar)."""
+        ids = [u["id"] for u in self.users]
+        self.sql(
+            """
+            WITH added AS (
+                INSERT INTO transactions_transaction (
+                    user_id, ticker, transaction_type, transaction_volume, unit_price,
+                    transaction_price, status, timestamp, order_type, stop_price, trail_price,
+                    trail_percent, time_in_force, rises_to, trail_low)
+                SELECT (%(ids)s::bigint[])[1 + g %% cardinality(%(ids)s::bigint[])],
+                       %(ticker)s, 'BUY', 1, stop * %(collar)s, stop * %(collar)s, 'open', now(),
+                       'trailing_stop', stop,
+                       CASE WHEN g %% 2 = 0 THEN 5 END,
+                       CASE WHEN g %% 2 = 1 THEN 60 END,
+                       'gtc', stop, %(anchor)s
+                FROM (SELECT g, CASE WHEN g %% 2 = 0 THEN %(anchor)s + 5
+                                     ELSE %(anchor)s * 1.6 END AS stop
+                      FROM generate_series(1, %(count)s) g) stops
+                RETURNING user_id, transaction_price)
+            UPDATE users_user u SET reserved = u.reserved + a.total
+            FROM (SELECT user_id, sum(transaction_price) total FROM added GROUP BY 1) a
+            WHERE u.id = a.user_id
+            """,
+            {
+                "ids": ids,
+                "ticker": ticker,
+                "anchor": anchor,
+                "collar": Decimal("1.05"),
+                "count": count,
+            },
+        )
+        self.sql("VACUUM ANALYZE transactions_transaction")  # as add_open_orders: not measured
+
+    async def move_all(self, api: Client, ticker: str, close: Decimal, at: datetime) -> dict:
+        """One quote below every trailing stop's anchor: its check moves them all in one go.
+        Its wall time from the POST until the quote is checked, and the task's own run time
+        from the worker's log."""
+        worker = self.stack.by_name["worker"]
+        logged = len(worker.log())
+        started = time.time()
+        body = quote(ticker, str(close), 1, at)
+        status, data = await api.call("POST", "/stocks/", self.staff_token, body)
+        assert status == 201, (status, data)
+        deadline = time.monotonic() + 300
+        unchecked = "SELECT count(*) FROM stocks_stockdata WHERE orders_checked_at IS NULL"
+        while self.sql(unchecked)[0][0]:
+            if time.monotonic() > deadline:
+                sys.exit("the quote that moves every trailing stop was not checked within 300s")
+            await asyncio.sleep(0.02)
+        seconds = time.time() - started
+        runs = re.findall(
+            r"check_orders_task\[[^\]]+\] succeeded in ([\d.]+)s", worker.log()[logged:]
+        )
+        moved = self.sql(
+            "SELECT count(*) FROM transactions_transaction WHERE ticker = %s AND status = 'open' "
+            "AND ready_price IS NULL AND trail_low = %s",
+            (ticker, close),
+        )[0][0]
+        return {
+            "close": close,
+            "moved": moved,
+            "seconds": seconds,
+            "task_seconds": max(map(float, runs)) if runs else None,
+        }
+
+    async def trailing_scaling(self, api: Client) -> dict:
+        """Quotes inside the band of --trailing-stops (10,000, then 100,000) trailing stops of
+        one ticker (none moves or triggers: the steady state of a quiet market), then, after
+        each row, the worst case: one quote below every anchor, whose check moves them all."""
+        ticker, anchor = "TRAIL", Decimal("9.0000")
+        base = datetime.now(UTC) - timedelta(hours=2)
+        await api.call("POST", "/stocks/", self.staff_token, quote(ticker, "10.0000", 1, base))
+        seconds_after_base = 1  # every quote newer than the last, so each one is checked
+        rows, waiting = [], 0
+        lowest = anchor
+        for target in self.args.trailing_stops:
+            self.add_trailing_stops(target - waiting, ticker, anchor)
+            waiting = target
+            log(f"scaling: {self.args.quotes} quotes with {waiting:,} trailing stops on {ticker}")
+            row = await self.ingest(
+                api, [ticker], self.args.quotes, start=seconds_after_base, base=base
+            )
+            seconds_after_base += self.args.quotes
+            reached = self.sql(
+                "SELECT count(*) FROM transactions_transaction WHERE ticker = %s "
+                "AND (status <> 'open' OR ready_price IS NOT NULL)",
+                (ticker,),
+            )[0][0]
+            assert reached == 0, f"{reached} trailing stops triggered by in-band quotes"
+            lowest -= 1
+            log(f"scaling: one quote at {lowest} moves all {waiting:,} trailing stops")
+            at = base + timedelta(seconds=seconds_after_base)
+            row["move_all"] = await self.move_all(api, ticker, lowest, at)
+            seconds_after_base += 1
+            assert row["move_all"]["moved"] == waiting, row["move_all"]
+            log(
+                f"  checked in {row['move_all']['seconds']:.2f}s (the task's own time in the table)"
+            )
+            rows.append({"trailing_stops": waiting, **row})
+        self.sql("VACUUM ANALYZE transactions_transaction")  # the moved rows' old versions
+        return {
+            "ticker": ticker,
+            "rows": rows,
+            "ratio": rows[-1]["cpu_ms_per_quote"] / rows[0]["cpu_ms_per_quote"],
+            "worker_ratio": rows[-1]["worker_cpu_ms_per_quote"]
+            / rows[0]["worker_cpu_ms_per_quote"],
+            "ratio_target": 1.5,
+            "task_time_limit_s": int(self.stack.env().get("CELERY_TASK_TIME_LIMIT", 60)),
         }
 
     # --- fan-out --------------------------------------------------------------------------
@@ -759,6 +882,35 @@ def table(results: dict, meta: dict) -> str:
         lines.append(
             f"{'  the worker alone (the check)':<34} {results['scaling']['worker_ratio']:>12.2f}"
         )
+        trailing = results["scaling"].get("trailing")
+        if trailing:
+            lines += [
+                "",
+                f"{'scaling: trailing stops, 1 ticker':<34} {'CPU ms/quote':>12}  {'wall s':>10}",
+                "  (quotes inside their band: no anchor moves, no stop is reached)",
+            ]
+            for row in trailing["rows"]:
+                label = f"  {row['trailing_stops']:,} ({row['quotes']} quotes)"
+                lines.append(
+                    f"{label:<34} {row['cpu_ms_per_quote']:>12.2f}  {row['seconds']:>10.1f}"
+                )
+            lines.append(
+                f"{'  ratio, last / first':<34} {trailing['ratio']:>12.2f}  "
+                f"(target <= {trailing['ratio_target']})"
+            )
+            lines.append(
+                f"{'  the worker alone (the check)':<34} {trailing['worker_ratio']:>12.2f}"
+            )
+            limit = trailing["task_time_limit_s"]
+            for row in trailing["rows"]:
+                moved = row["move_all"]
+                task = moved["task_seconds"]
+                label = f"  1 quote moving all {row['trailing_stops']:,}"
+                lines.append(
+                    f"{label:<34} {'':>12}  {moved['seconds']:>10.2f}  "
+                    + (f"(the task {task:.2f} s; " if task is not None else "(")
+                    + f"limit {limit} s)"
+                )
     if "fanout" in results:
         f = results["fanout"]
         lines += [
@@ -788,6 +940,7 @@ def main() -> int:
     parser.add_argument("--ws-workers", type=int, default=2, help="uvicorn processes for /ws/")
     parser.add_argument("--open-orders", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--quotes", type=int, default=1000, help="quotes per scaling row")
+    parser.add_argument("--trailing-stops", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--ws-clients", type=int, default=500)
     parser.add_argument("--ws-quotes", type=int, default=50)
     parser.add_argument("--ws-rate", type=float, default=5, help="quotes/s sent to the clients")
@@ -809,6 +962,7 @@ def main() -> int:
     if args.smoke:
         args.users, args.orders, args.duration, args.quotes = 5, 60, 1, 20
         args.open_orders, args.ws_clients, args.ws_quotes, args.ws_rate = [100, 1000], 5, 5, 20
+        args.trailing_stops = [100, 1000]
     stack_line = (
         f"gunicorn {args.web_workers} sync workers, celery worker -c {args.worker_concurrency}, "
         f"beat, uvicorn ws --workers {args.ws_workers}; DEBUG off, throttles off"
