@@ -58,7 +58,9 @@ def quote(ticker: str, close: Decimal, minutes: int = 1) -> StockData:
 
 
 def moved_columns(order: Transaction) -> tuple:
-    return order.trail_anchor, order.stop_price, order.rises_to, order.falls_to
+    """What moving a trailing stop writes: its anchor (a sell's trail_high, a buy's
+    trail_low), its stop and the comparison it is armed with."""
+    return order.trail_high, order.trail_low, order.stop_price, order.rises_to, order.falls_to
 
 
 def price(rng: random.Random, below: int) -> Decimal:
@@ -137,7 +139,7 @@ def market(commits):
     """`market(close)` stores the next AAPL quote (a minute after the last) at that close."""
     minutes = iter(range(1, 10_000))
 
-    def store(close: str):
+    def store(close: Decimal):
         at = T0 + timedelta(minutes=next(minutes))
         row = {"open_price": close, "close_price": close, "high": close, "low": close}
         with commits():
@@ -184,11 +186,13 @@ def test_moved_trailing_stops_trigger_and_fill_at_the_close_that_reaches_them(
     assert (buy_5.status, buy_5.filled_price) == ("completed", Decimal("102.0000"))
     assert moved_columns(sell_20pc) == (
         Decimal("104.0000"),
+        None,
         Decimal("83.2000"),
         None,
         Decimal("83.2000"),
     )
     assert moved_columns(buy_20pc) == (
+        None,
         Decimal("96.0000"),
         Decimal("115.2000"),
         Decimal("115.2000"),
@@ -351,7 +355,7 @@ def test_on_a_database_without_exact_numeric_sql_the_stops_move_in_python(monkey
     assert services._move_trailing_stops(ticker="AAPL", close=Decimal("100.0001")) == 2
 
     assert [moved_columns(o) for o in Transaction.objects.order_by("id")] == [
-        (Decimal("100.0001"), Decimal("50.0001"), None, Decimal("50.0001")),
-        (Decimal("100.0001"), Decimal("150.0002"), Decimal("150.0002"), None),
-        (Decimal("90.0000"), Decimal("135.0000"), Decimal("135.0000"), None),
+        (Decimal("100.0001"), None, Decimal("50.0001"), None, Decimal("50.0001")),
+        (None, Decimal("100.0001"), Decimal("150.0002"), Decimal("150.0002"), None),
+        (None, Decimal("90.0000"), Decimal("135.0000"), Decimal("135.0000"), None),
     ]
