@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from stockflow.filters import within
-from stockflow.money import ZERO, quantize_cash
+from stockflow.money import ZERO, cash_to_pay, cash_to_receive
 from stocks.selectors import latest_closes
 from users.models import User
 
@@ -20,13 +20,17 @@ def transactions_for_user(*, user_id: int, start: datetime | None, end: datetime
 def portfolio_value(
     *, cash: Decimal, positions: list[Position], closes: dict[str, Decimal]
 ) -> dict:
-    """Value open positions at their latest close: market value and P&L in cents, equity."""
+    """Value open positions at their latest close: market value and P&L in cents, equity.
+
+    Rounded as trades are: the market value is what selling at the close would pay (down),
+    the cost what the shares were booked at (up), so the figures never flatter the account.
+    """
     rows = []
     market_total = ZERO
     for position in positions:
         last_price = closes.get(position.ticker)  # None only if an operator deleted its quotes
-        cost = quantize_cash(position.average_cost * position.quantity)
-        market_value = quantize_cash(last_price * position.quantity) if last_price else None
+        cost = cash_to_pay(position.average_cost * position.quantity)
+        market_value = cash_to_receive(last_price * position.quantity) if last_price else None
         market_total += market_value or ZERO
         rows.append(
             {

@@ -246,6 +246,18 @@ class TransactionSerializer(ReadOnlyModelSerializer):
         }
         fields = list(Transaction.API_FIELDS)
         read_only_fields = fields
+        extra_kwargs = {
+            "transaction_price": {
+                "help_text": "unit_price x transaction_volume in cash, rounded to the cent "
+                "against the account holder: up for a buy (what it pays or reserves; at least "
+                "0.01), down for a sell (what it receives). Rounding never creates cash."
+            },
+            "unit_price": {
+                "help_text": "Per share: the close a market order is priced at; an open order's "
+                "limit or stop (a stop buy's plus STOP_BUY_COLLAR, rounded up); once filled, "
+                "the fill price."
+            },
+        }
 
 
 class TransactionFilterSerializer(TimeRangeSerializer):
@@ -260,12 +272,24 @@ class PositionSerializer(serializers.Serializer):
     quantity = serializers.IntegerField()
     reserved = serializers.IntegerField(help_text="Shares held by open sell orders.")
     available = serializers.IntegerField(help_text="quantity - reserved: what may be sold.")
-    average_cost = serializers.DecimalField(**PRICE)
+    average_cost = serializers.DecimalField(
+        **PRICE, help_text="Cash paid per share held, weighted, rounded up to 4 places."
+    )
     last_price = serializers.DecimalField(**PRICE, allow_null=True)
-    market_value = serializers.DecimalField(**CASH, allow_null=True)
-    unrealized_pnl = serializers.DecimalField(**CASH, allow_null=True)
+    market_value = serializers.DecimalField(
+        **CASH,
+        allow_null=True,
+        help_text="What selling the position at last_price would pay: rounded down.",
+    )
+    unrealized_pnl = serializers.DecimalField(
+        **CASH,
+        allow_null=True,
+        help_text="market_value - average_cost x quantity (that cost rounded up).",
+    )
     realized_pnl = serializers.DecimalField(
-        **CASH, help_text="Sells' proceeds minus the average cost of the shares sold."
+        **CASH,
+        help_text="Sells' proceeds minus the average cost of the shares sold, that cost "
+        "rounded up to the cent: never more than the cash the trades made.",
     )
 
     class Meta:

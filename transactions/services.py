@@ -41,7 +41,11 @@ from stockflow.money import (
     MAX_BALANCE,
     MAX_TRANSFER_AMOUNT,
     ZERO,
-    quantize_cash,
+    cash_exact,
+    cash_to_pay,
+    cash_to_receive,
+    is_whole_cents,
+    price_to_pay,
     quantize_price,
 )
 from stockflow.queued import clear_queued, mark_queued
@@ -193,18 +197,30 @@ def _react(order: Transaction, close: Decimal, now: datetime) -> list[str]:
     return events
 
 
+def _cash_for(order: Transaction, amount: Decimal) -> Decimal:
+    """price x volume in cash, rounded against the account holder: a buy pays (up, so at
+    least 0.01), a sell receives (down). Rounding never creates cash."""
+    return cash_to_pay(amount) if order.is_buy else cash_to_receive(amount)
+
+
 def _price_open_order(order: Transaction) -> None:
     """An open order's unit_price and transaction_price: what it reserves (a buy) or asks
     (a sell) per share and in all. A stop buy fills at the triggering close, which may be
-    above its stop, so it reserves STOP_BUY_COLLAR more."""
+    above its stop, so it reserves STOP_BUY_COLLAR more, rounded up."""
     if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         per_share = order.limit_price
     elif order.is_buy:
-        per_share = quantize_price(order.stop_price * (1 + settings.STOP_BUY_COLLAR))
+        per_share = price_to_pay(order.stop_price * (1 + settings.STOP_BUY_COLLAR))
     else:
         per_share = order.stop_price
     order.unit_price = per_share
-    order.transaction_price = quantize_cash(per_share * order.transaction_volume)
+    order.transaction_price = _cash_for(order, per_share * order.transaction_volume)
+
+
+def _past_cutoff(order: Transaction, now: datetime) -> bool:
+    """An order whose expiry has come is expired, whatever else it could still do: replace,
+    settlement and fill all ask this first, so a day order never outlives its cut-off."""
+    return order.expires_at is not None and order.expires_at <= now
 
 
 def next_market_close(now: datetime) -> datetime:
@@ -300,7 +316,7 @@ def transaction_submit(
     )
     if order_type == OrderType.MARKET:
         order.unit_price = close
-        order.transaction_price = quantize_cash(close * transaction_volume)
+        order.transaction_price = _cash_for(order, close * transaction_volume)
         with atomic():
             order.save()
             user.load_money()  # the event states the account; authentication may not have it
@@ -446,42 +462,69 @@ def transaction_cancel(*, transaction: Transaction) -> Transaction:
 
 def transaction_replace(*, transaction: Transaction, changes: dict) -> Transaction:
     """Change an open order's volume, prices or time in force in place: it keeps its id and
-    its place in the user's order, and its reservation is re-checked and adjusted at once."""
+    its place in the user's order, and its reservation is re-checked and adjusted at once.
+
+    An order past its cut-off is expired here, as settlement would expire it, and the replace
+    is refused (NotOpen, status expired): it can neither become gtc nor fill after its day.
+    """
     with atomic():
         user, txn = _lock_order(transaction)
-        if txn.status != OPEN:
-            raise NotOpen(transaction_id=txn.pk, status=txn.status)
-        held = txn.transaction_price if txn.is_buy else txn.transaction_volume
         now = timezone.now()
-        for name, value in changes.items():
-            setattr(txn, name, value)
-        if "time_in_force" in changes:
-            txn.expires_at = next_market_close(now) if txn.time_in_force == "day" else None
-        close = latest_close(ticker=txn.ticker)
-        txn.ready_price = txn.ready_at = None
-        if txn.order_type == OrderType.STOP_LIMIT and "stop_price" in changes:
-            txn.triggered_at = None  # a new stop must be reached again
-        _arm(txn)
-        if txn.stop_price is not None and txn.stop_price <= 0:
-            raise TrailTooWide(close=txn.trail_anchor)
-        _price_open_order(txn)
-        events = ["replaced", *(_react(txn, close, now) if close is not None else [])]
-        txn.replaced_at = now
-        if txn.time_in_force == TimeInForce.IOC and txn.ready_price is None:
-            _release(txn, held=held)
-            txn.status = TransactionStatus.EXPIRED
-            txn.failure_reason = FailureReason.EXPIRED
-            txn.settled_at = now
-            events.append("expired")
+        if txn.status == OPEN and _past_cutoff(txn, now):
+            _expire_open(txn, username=user.username, now=now)
+        elif txn.status != OPEN:
+            raise NotOpen(transaction_id=txn.pk, status=txn.status)
         else:
-            _reserve(txn, releasing=held)
-        txn.save()
-        account = _account(txn.user_id)
-        invalidate_on_commit(user_namespace(user.username))
-        _publish(events, txn, balance=account.balance, reserved=account.reserved)
-        if txn.ready_price is not None:
-            _settle_on_commit(txn.user_id)
-    return txn
+            _replace_open(txn, changes=changes, username=user.username, now=now)
+            return txn
+    # Refused once the expiry has committed: raising inside the block would roll it back.
+    raise NotOpen(transaction_id=txn.pk, status=txn.status)
+
+
+def _replace_open(txn: Transaction, *, changes: dict, username: str, now: datetime) -> None:
+    """transaction_replace on the locked open order, before its cut-off."""
+    held = txn.transaction_price if txn.is_buy else txn.transaction_volume
+    for name, value in changes.items():
+        setattr(txn, name, value)
+    if "time_in_force" in changes:
+        txn.expires_at = next_market_close(now) if txn.time_in_force == "day" else None
+    close = latest_close(ticker=txn.ticker)
+    txn.ready_price = txn.ready_at = None
+    if txn.order_type == OrderType.STOP_LIMIT and "stop_price" in changes:
+        txn.triggered_at = None  # a new stop must be reached again
+    _arm(txn)
+    if txn.stop_price is not None and txn.stop_price <= 0:
+        raise TrailTooWide(close=txn.trail_anchor)
+    _price_open_order(txn)
+    events = ["replaced", *(_react(txn, close, now) if close is not None else [])]
+    txn.replaced_at = now
+    if txn.time_in_force == TimeInForce.IOC and txn.ready_price is None:
+        _release(txn, held=held)
+        txn.status = TransactionStatus.EXPIRED
+        txn.failure_reason = FailureReason.EXPIRED
+        txn.settled_at = now
+        events.append("expired")
+    else:
+        _reserve(txn, releasing=held)
+    txn.save()
+    account = _account(txn.user_id)
+    invalidate_on_commit(user_namespace(username))
+    _publish(events, txn, balance=account.balance, reserved=account.reserved)
+    if txn.ready_price is not None:
+        _settle_on_commit(txn.user_id)
+
+
+def _expire_open(txn: Transaction, *, username: str, now: datetime) -> None:
+    """Expire the locked open order and release its reservation, as settlement does."""
+    _release(txn)
+    txn.status = TransactionStatus.EXPIRED
+    txn.failure_reason = FailureReason.EXPIRED
+    txn.settled_at = now
+    txn.save(update_fields=["status", "failure_reason", "settled_at"])
+    account = _account(txn.user_id)
+    invalidate_on_commit(user_namespace(username))
+    _publish(["expired"], txn, balance=account.balance, reserved=account.reserved)
+    logger.info("transaction_expired transaction_id=%s user_id=%s", txn.pk, txn.user_id)
 
 
 # --- settlement -------------------------------------------------------------------------
@@ -514,11 +557,13 @@ class _Book:
         self.balance -= cost
         held_cost = position.quantity * position.average_cost + cost
         position.quantity += txn.transaction_volume
-        position.average_cost = quantize_price(held_cost / position.quantity)
+        # Rounded up, as the shares sold are costed below: realized P&L never shows a gain
+        # the cash did not make (positions are not cash, but their P&L must not flatter).
+        position.average_cost = price_to_pay(held_cost / position.quantity)
 
     def sell(self, txn: Transaction, proceeds: Decimal) -> None:
         position = self.position_to_change(txn.user_id, txn.ticker)
-        sold_cost = quantize_cash(position.average_cost * txn.transaction_volume)
+        sold_cost = cash_to_pay(position.average_cost * txn.transaction_volume)
         position.realized_pnl += proceeds - sold_cost
         position.quantity -= txn.transaction_volume
         if position.quantity == 0:
@@ -544,7 +589,7 @@ def _apply_market(book: _Book, txn: Transaction) -> str | None:
 def _fill_open(book: _Book, txn: Transaction, price: Decimal) -> str | None:
     """Fill a ready open order at `price`, spending its own reservation; None on success."""
     _release_in_book(book, txn)  # the reservation is this order's to spend
-    amount = quantize_cash(price * txn.transaction_volume)
+    amount = _cash_for(txn, price * txn.transaction_volume)
     txn.unit_price, txn.transaction_price = price, amount
     if txn.is_buy:
         if book.buying_power < amount:  # a stop buy that filled above its collar
@@ -617,11 +662,11 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
         for txn in due:
             if txn.status == PENDING:
                 reason = _apply_market(book, txn)
-            elif txn.ready_price is not None and _holds(txn, txn.ready_price):
-                reason = _fill_open(book, txn, txn.ready_price)
-            elif txn.expires_at is not None and txn.expires_at <= now:
+            elif _past_cutoff(txn, now):  # before the fill: a day order ends at its cut-off
                 _release_in_book(book, txn)
                 reason = FailureReason.EXPIRED
+            elif txn.ready_price is not None and _holds(txn, txn.ready_price):
+                reason = _fill_open(book, txn, txn.ready_price)
             else:  # replaced since a quote made it ready: wait for the next one
                 txn.ready_price = txn.ready_at = None
                 txn.save(update_fields=["ready_price", "ready_at"])
@@ -886,7 +931,9 @@ def orders_expire_due() -> list[int]:
 def transfer_amount_check(*, amount: Decimal) -> None:
     """Refuse (InvalidTransferAmount) an amount that is not in cents, > 0 and below
     MAX_TRANSFER_AMOUNT. Every path that moves cash in or out calls it: API, admin, service."""
-    if not ZERO < amount < MAX_TRANSFER_AMOUNT or quantize_cash(amount) != amount:
+    # Never rounded: an amount in fractions of a cent is refused, so no transfer moves cash
+    # that was not asked for.
+    if not ZERO < amount < MAX_TRANSFER_AMOUNT or not is_whole_cents(amount):
         raise InvalidTransferAmount(limit=MAX_TRANSFER_AMOUNT)
 
 
@@ -901,7 +948,7 @@ def transfer_create(
     orders stays where it is. A deposit may not take the balance to MAX_BALANCE.
     """
     transfer_amount_check(amount=amount)
-    amount = quantize_cash(amount)  # 5 and 5.000 are stored and logged as 5.00
+    amount = cash_exact(amount)  # 5 and 5.000 are stored and logged as 5.00
     with atomic():
         account = (
             User.objects.select_for_update(no_key=True)

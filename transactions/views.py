@@ -104,15 +104,16 @@ class TransactionViewSet(viewsets.GenericViewSet):
         operation_description="Omit `user_id` to trade on your own account.\n\n"
         "**Market** (the default `order_type`): priced now from the ticker's latest close, "
         "stored `pending`, settled asynchronously by a worker; a buy the cash does not cover "
-        "ends `failed`.\n\n"
+        "ends `failed`. `transaction_price` = close x volume rounded to the cent against the "
+        "account holder: up for a buy (at least 0.01), down for a sell.\n\n"
         "**limit, stop, stop_limit, trailing_stop**: stored `open` with a reservation — a buy "
-        "reserves `limit_price` x volume (a stop or trailing-stop buy: stop x volume plus the "
-        "`STOP_BUY_COLLAR`, 5 %), a sell its shares — or refused with 409 "
-        "`insufficient_buying_power` / `insufficient_shares` when the unreserved cash or "
-        "shares do not cover it. `unit_price`/`transaction_price` show what it reserves until "
-        "it fills. Stored quotes trigger it (buy limit: close <= limit; sell limit: close >= "
-        "limit; buy stop: close >= stop; sell stop: close <= stop; a stop-limit triggers like a "
-        "stop, then fills like a limit; a trailing stop's stop follows the best close since "
+        "reserves `limit_price` x volume rounded up to the cent (a stop or trailing-stop buy: "
+        "stop plus the `STOP_BUY_COLLAR`, 5 %, rounded up, x volume), a sell its shares — or "
+        "refused with 409 `insufficient_buying_power` / `insufficient_shares` when the unreserved"
+        " cash or shares do not cover it. `unit_price`/`transaction_price` show what it reserves "
+        "until it fills. Stored quotes trigger it (buy limit: close <= limit; sell limit: close "
+        ">= limit; buy stop: close >= stop; sell stop: close <= stop; a stop-limit triggers like "
+        "a stop, then fills like a limit; a trailing stop's stop follows the best close since "
         "submission by `trail_price` or `trail_percent`), and a worker fills it at that quote's "
         "close. If its condition holds at submission it fills at once at the current close. "
         "`time_in_force`: `day` (default; expires at the daily `MARKET_CLOSE_UTC` cut-off), "
@@ -232,8 +233,11 @@ class TransactionViewSet(viewsets.GenericViewSet):
         "it keeps its id and its place in the user's order, `replaced_at` is set, and its "
         "reservation is re-checked against the buying power or shares it holds plus the free "
         "ones (409 `insufficient_buying_power` / `insufficient_shares`, nothing changed). "
-        "An order that filled, expired or was cancelled first is a 409 `not_open`. If the "
-        "replaced order's condition holds at the latest close, it fills at that close.",
+        "An order that filled, expired or was cancelled first is a 409 `not_open`. A day "
+        "order at or after its cut-off (`expires_at`) is expired by the PATCH (reservation "
+        "released) and answered 409 `not_open` with status expired: it never becomes gtc or "
+        "fills after its day. If the replaced order's condition holds at the latest close, it "
+        "fills at that close (a buy's cash rounded up to the cent, a sell's down).",
         request_body=TransactionReplaceSerializer,
         responses={
             200: openapi.Response("Replaced.", TransactionSerializer),
@@ -241,8 +245,9 @@ class TransactionViewSet(viewsets.GenericViewSet):
             **ONE,
             409: error_response(
                 409,
-                "No longer open, or the new terms need more than is free.",
-                example_of(NotOpen(transaction_id=311, status="completed")),
+                "No longer open (or past its cut-off: now expired), or the new terms need "
+                "more than is free.",
+                example_of(NotOpen(transaction_id=311, status="expired")),
             ),
         },
     )

@@ -16,7 +16,14 @@ from stockflow.cache import bump, cached, invalidate_on_commit, user_namespace
 from stockflow.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
 from stockflow.exceptions import exception_handler, status_of
 from stockflow.fields import TickerField, TimestampField, parse_timestamp
-from stockflow.money import quantize_cash, quantize_price
+from stockflow.money import (
+    cash_exact,
+    cash_to_pay,
+    cash_to_receive,
+    is_whole_cents,
+    price_to_pay,
+    quantize_price,
+)
 from stockflow.parsers import DecimalJSONParser
 from stocks.errors import (
     DuplicateQuote,
@@ -47,23 +54,52 @@ from users.tests.factories import UserFactory
 
 
 @pytest.mark.parametrize(
-    ("amount", "cents"),
+    ("amount", "to_pay", "to_receive"),
     [
-        ("0.005", "0.01"),  # banker's rounding: 0.00
-        ("0.125", "0.13"),  # banker's rounding: 0.12
-        ("2.0050", "2.01"),  # banker's rounding: 2.00
-        ("0.0049", "0.00"),
-        ("1.004999", "1.00"),
-        ("-0.005", "-0.01"),  # half away from zero
-        ("5", "5.00"),
-        ("999999999999.995", "1000000000000.00"),
+        ("0.0040", "0.01", "0.00"),  # a sub-cent buy still costs a cent
+        ("0.005", "0.01", "0.00"),
+        ("42.125", "42.13", "42.12"),
+        ("0.9999", "1.00", "0.99"),
+        ("1.004999", "1.01", "1.00"),
+        ("0.01", "0.01", "0.01"),
+        ("5", "5.00", "5.00"),
+        ("0", "0.00", "0.00"),
+        ("999999999999.995", "1000000000000.00", "999999999999.99"),
     ],
 )
-def test_quantize_cash_rounds_to_cents_half_up(amount, cents):
-    result = quantize_cash(Decimal(amount))
+def test_cash_paid_rounds_up_and_cash_received_rounds_down_to_the_cent(amount, to_pay, to_receive):
+    paid, received = cash_to_pay(Decimal(amount)), cash_to_receive(Decimal(amount))
 
-    assert result == Decimal(cents)
-    assert str(result) == cents
+    assert (str(paid), str(received)) == (to_pay, to_receive)
+
+
+def test_rounding_a_negative_cash_amount_is_refused():
+    # Ceiling and floor favour the holder on a negative amount: no caller may pass one.
+    with pytest.raises(ValueError):
+        cash_to_pay(Decimal("-0.005"))
+    with pytest.raises(ValueError):
+        cash_to_receive(Decimal("-0.005"))
+
+
+@pytest.mark.parametrize(
+    ("amount", "whole", "exact"),
+    [("5", True, "5.00"), ("5.000", True, "5.00"), ("0.01", True, "0.01"), ("0.005", False, None)],
+)
+def test_cash_exact_pads_whole_cents_and_never_rounds(amount, whole, exact):
+    assert is_whole_cents(Decimal(amount)) is whole
+    if exact is None:
+        with pytest.raises(ValueError):
+            cash_exact(Decimal(amount))
+    else:
+        assert str(cash_exact(Decimal(amount))) == exact
+
+
+@pytest.mark.parametrize(
+    ("amount", "price"),
+    [("10.500105", "10.5002"), ("0.33333", "0.3334"), ("0.03125", "0.0313"), ("7", "7.0000")],
+)
+def test_a_price_that_stands_for_cash_paid_rounds_up_to_four_places(amount, price):
+    assert str(price_to_pay(Decimal(amount))) == price
 
 
 @pytest.mark.parametrize(

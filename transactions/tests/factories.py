@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import factory
 
-from stockflow.money import quantize_cash
+from stockflow.money import cash_to_pay, cash_to_receive
 from transactions.models import Position, Transaction, TransactionType
 from users.tests.factories import UserFactory
 
@@ -18,8 +18,11 @@ class TransactionFactory(factory.django.DjangoModelFactory[Transaction]):
     transaction_type = TransactionType.BUY
     transaction_volume = 1
     unit_price = Decimal("100.0000")
+    # As submission prices it: a buy pays price x volume rounded up, a sell receives it down.
     transaction_price = factory.LazyAttribute(
-        lambda o: quantize_cash(Decimal(o.unit_price) * o.transaction_volume)
+        lambda o: (cash_to_pay if o.transaction_type == TransactionType.BUY else cash_to_receive)(
+            Decimal(o.unit_price) * o.transaction_volume
+        )
     )
 
 

@@ -295,15 +295,15 @@ def test_a_submission_missing_fields_is_refused(user_client, quote):
     [
         ("155.0000", 10, "1550.00"),
         ("0.3333", 3, "1.00"),  # 0.9999
-        ("2.0025", 2, "4.01"),  # 4.0050: half up, where half-even would give 4.00
+        ("2.0025", 2, "4.01"),  # 4.0050
         ("1.0050", 1, "1.01"),  # 1.0050
         ("0.0050", 1, "0.01"),  # 0.0050
-        ("0.0049", 1, "0.00"),  # 0.0049
-        ("10.1235", 7, "70.86"),  # 70.8645
+        ("0.0049", 1, "0.01"),  # 0.0049: a buy costs at least a cent
+        ("10.1231", 7, "70.87"),  # 70.8617: up, where half up would give 70.86
         ("99999.9999", 1_000_000_000, "99999999900000.00"),
     ],
 )
-def test_the_price_is_the_latest_close_times_volume_rounded_half_up_to_cents(
+def test_a_buys_price_is_the_latest_close_times_volume_rounded_up_to_cents(
     user_client, close, volume, price
 ):
     StockDataFactory(ticker="AAPL", close_price=Decimal("1.0000"), timestamp=JAN_1)

@@ -22,7 +22,7 @@ from django.db import connection
 from django.db.models import Sum
 from django.db.transaction import atomic
 
-from stockflow.money import quantize_cash
+from stockflow.money import cash_exact
 from stockflow.testing import Process, Stack, wait_for
 from stocks.tests.factories import StockDataFactory
 from transactions.models import (
@@ -91,7 +91,7 @@ class Ledger:
                     transaction_type=self.rng.choice([TransactionType.BUY, TransactionType.SELL]),
                     transaction_volume=volume,
                     unit_price=PRICES[ticker],
-                    transaction_price=quantize_cash(PRICES[ticker] * volume),
+                    transaction_price=cash_exact(PRICES[ticker] * volume),  # whole cents
                 )
             )
         return orders

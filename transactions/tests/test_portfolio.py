@@ -53,7 +53,8 @@ def test_the_portfolio_values_positions_bought_over_the_api_at_the_latest_close(
     response = user_client.get(f"/users/{user.username}/portfolio/")
 
     assert response.status_code == 200
-    # cash: 10000.00 - 1500.00 - 900.75 - 750.00; AAPL 15 x 155.1250 = 2326.875 -> 2326.88
+    # cash: 10000.00 - 1500.00 - 900.75 - 750.00; AAPL 15 x 155.1250 = 2326.875, valued at
+    # what selling it would pay: 2326.87 (down).
     assert response.json() == {
         "username": user.username,
         "cash": "6849.25",
@@ -68,8 +69,8 @@ def test_the_portfolio_values_positions_bought_over_the_api_at_the_latest_close(
                 "available": 15,
                 "average_cost": "150.0000",
                 "last_price": "155.1250",
-                "market_value": "2326.88",
-                "unrealized_pnl": "76.88",
+                "market_value": "2326.87",
+                "unrealized_pnl": "76.87",
                 "realized_pnl": "0.00",
             },
             {
@@ -84,7 +85,7 @@ def test_the_portfolio_values_positions_bought_over_the_api_at_the_latest_close(
                 "realized_pnl": "0.00",
             },
         ],
-        "equity": "10076.88",
+        "equity": "10076.87",
         "realized_pnl": "0.00",
     }
 

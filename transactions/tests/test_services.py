@@ -2,7 +2,7 @@
 
 import random
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError
@@ -10,7 +10,6 @@ from django.db.transaction import atomic
 from django.utils import timezone
 
 from stockflow.exceptions import status_of
-from stockflow.money import CASH_PLACES
 from stocks.errors import UnknownTicker
 from stocks.tests.factories import StockDataFactory
 from transactions import services
@@ -103,31 +102,37 @@ def test_submit_uses_the_newest_quote_by_timestamp_not_an_older_one():
 
 
 @pytest.mark.parametrize(
-    ("close_price", "volume", "half_up", "half_even"),
+    ("close_price", "volume", "buy_pays", "sell_receives"),
     [
         ("0.0050", 1, "0.01", "0.00"),
         ("1.0025", 2, "2.01", "2.00"),
         ("0.1250", 1, "0.13", "0.12"),
         ("33.3350", 3, "100.01", "100.00"),
-        ("0.0049", 1, "0.00", "0.00"),
-        ("123.4567", 3, "370.37", "370.37"),
+        ("0.0049", 1, "0.01", "0.00"),  # a buy of anything costs at least a cent
+        ("0.0001", 1, "0.01", "0.00"),
+        ("123.4567", 3, "370.38", "370.37"),  # 370.3701
+        ("123.4500", 3, "370.35", "370.35"),  # exact: nothing to round
     ],
 )
-def test_submit_rounds_the_transaction_price_to_cents_half_up(
-    close_price, volume, half_up, half_even
+def test_submit_rounds_a_buys_price_up_and_a_sells_down_to_the_cent(
+    close_price, volume, buy_pays, sell_receives
 ):
     user = UserFactory()
     StockDataFactory(ticker="AAPL", close_price=Decimal(close_price))
 
-    txn = transaction_submit(
-        user=user, ticker="AAPL", transaction_type=BUY, transaction_volume=volume
+    buy, sell = (
+        transaction_submit(
+            user=user, ticker="AAPL", transaction_type=kind, transaction_volume=volume
+        )
+        for kind in (BUY, SELL)
     )
 
-    assert txn.transaction_price == Decimal(half_up)
-    assert Transaction.objects.get().transaction_price == Decimal(half_up)
-    # The cases are chosen so that banker's rounding would give a different answer.
-    exact = Decimal(close_price) * volume
-    assert exact.quantize(CASH_PLACES, rounding=ROUND_HALF_EVEN) == Decimal(half_even)
+    assert (buy.transaction_price, sell.transaction_price) == (
+        Decimal(buy_pays),
+        Decimal(sell_receives),
+    )
+    stored = Transaction.objects.order_by("id").values_list("transaction_price", flat=True)
+    assert list(stored) == [Decimal(buy_pays), Decimal(sell_receives)]
 
 
 def test_submit_of_an_unknown_ticker_raises_not_found_and_stores_nothing():
@@ -358,7 +363,7 @@ def test_sell_adds_the_rounded_transaction_price_to_the_balance():
 # --- positions: weighted average cost -----------------------------------------------------
 
 
-def test_average_cost_is_the_weighted_average_of_the_buys_rounded_half_up():
+def test_average_cost_is_the_weighted_average_of_the_buys_rounded_up():
     user = UserFactory(balance=Decimal("10000.00"))
     TransactionFactory(user=user, transaction_volume=1, unit_price=Decimal("100.0000"))
     TransactionFactory(user=user, transaction_volume=2, unit_price=Decimal("101.0000"))
@@ -368,22 +373,23 @@ def test_average_cost_is_the_weighted_average_of_the_buys_rounded_half_up():
     assert position_of(user) == (3, Decimal("100.6667"))
 
     third = TransactionFactory(user=user, transaction_volume=3, unit_price=Decimal("99.9950"))
-    assert third.transaction_price == Decimal("299.99")  # 299.985 half up
+    assert third.transaction_price == Decimal("299.99")  # 299.985 up
     settle(user)
-    # (3 x 100.6667 + 299.99) / 6 = 601.9901 / 6 = 100.331683...
+    # (3 x 100.6667 + 299.99) / 6 = 601.9901 / 6 = 100.331683... up
     assert position_of(user) == (6, Decimal("100.3317"))
     assert balance_of(user) == Decimal("9398.01")
 
 
-def test_average_cost_rounds_an_exact_half_at_the_fifth_place_up():
+def test_average_cost_rounds_up_at_the_fifth_place():
     user = UserFactory(balance=Decimal("10.00"))
-    txn = TransactionFactory(user=user, transaction_volume=32, unit_price=Decimal("0.0313"))
-    assert txn.transaction_price == Decimal("1.00")  # 1.0016
+    txn = TransactionFactory(user=user, transaction_volume=3, unit_price=Decimal("0.3333"))
+    assert txn.transaction_price == Decimal("1.00")  # 0.9999 up
 
     settle(user)
 
-    # 1.00 / 32 = 0.03125: half up is 0.0313 (banker's rounding would give 0.0312).
-    assert position_of(user) == (32, Decimal("0.0313"))
+    # 1.00 / 3 = 0.33333...: up is 0.3334 (half up would give 0.3333), so the cost basis
+    # is never less than the cash paid.
+    assert position_of(user) == (3, Decimal("0.3334"))
 
 
 def test_partial_sell_keeps_the_average_cost_and_a_full_sell_resets_it():

@@ -1,14 +1,15 @@
 """Model-based test: random submit/cancel/replace/settle sequences of market, limit and stop
-orders, the quotes that trigger them, and deposits and withdrawals of cash, match an
-independent reference model."""
+orders, the quotes that trigger them (sub-cent and half-cent prices included), and deposits and
+withdrawals of cash, match an independent reference model, and rounding never creates cash."""
 
 import copy
 import inspect
 import sys
+import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from unittest.mock import patch
 
 import pytest
@@ -74,15 +75,17 @@ MACHINE_SETTINGS = settings(
 )
 
 # Opening balances include 0.00; close prices run from sub-cent prices (whose cash price
-# rounds to 0.00 or a few cents) to prices no opening balance affords 50 of. Multiples of
-# half a cent put an odd volume's cash price exactly on a half cent (rounded up), and 8 or
-# 40 shares bought for an odd number of cents put the average cost exactly on a half at
-# the fifth place: ties, where half up and banker's rounding can disagree.
+# is a fraction of a cent: a buy pays 0.01, a sell receives 0.00) to prices no opening
+# balance affords 50 of. Multiples of half a cent put an odd volume's cash price exactly on
+# a half cent, where half up would pay a seller the cent above, and 8 or 40 shares bought
+# for an odd number of cents put the average cost exactly on a half at the fifth place.
 opening_balances = st.decimals(min_value=0, max_value=Decimal("20000.00"), places=2)
 close_prices = st.one_of(
     st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("1.0000"), places=4),
     st.decimals(min_value=Decimal("1.0000"), max_value=Decimal("1000.0000"), places=4),
     st.integers(min_value=1, max_value=20_000).map(lambda n: Decimal(n) * Decimal("0.0050")),
+    # The measured cases: 0.0040 cost 0.00 and 42.125 paid 42.13 a share under half up.
+    st.sampled_from([Decimal(p) for p in ("0.0040", "0.0001", "0.0049", "42.1250", "0.1250")]),
 )
 volumes = st.one_of(st.integers(min_value=1, max_value=MAX_VOLUME), st.sampled_from([8, 40]))
 # Cents to a few opening balances' worth: withdrawals of these are often refused.
@@ -92,12 +95,29 @@ transaction_types = st.sampled_from([BUY, SELL])
 PRICE_FACTORS = [Decimal(f) for f in ("0.9", "0.97", "1", "1.03", "1.1")]
 
 
-def to_cents(amount: Decimal) -> Decimal:
-    """API.md: a cash amount computed from price x volume is rounded to cents, half up."""
-    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+def paid(amount: Decimal) -> Decimal:
+    """API.md: cash computed from price x volume is rounded against the account holder: up
+    to the cent for what they pay or reserve..."""
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+
+
+def received(amount: Decimal) -> Decimal:
+    """...and down for what they receive."""
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+
+
+def cash_of(transaction_type: str, amount: Decimal) -> Decimal:
+    return paid(amount) if transaction_type == BUY else received(amount)
+
+
+def cost_per_share(amount: Decimal) -> Decimal:
+    """A per-share figure standing for cash paid (the stop-buy collar, the average cost) is
+    rounded up to 4 places."""
+    return amount.quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
 
 
 def to_four_places(amount: Decimal) -> Decimal:
+    """A price the test picks (a quote, a limit): any 4-place price will do."""
     return amount.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
 
@@ -193,14 +213,14 @@ class ReferenceModel:
         cash; a sell its shares."""
         per_share = price
         if order_type == "stop" and transaction_type == BUY:
-            per_share = to_four_places(price * STOP_BUY_COLLAR)
+            per_share = cost_per_share(price * STOP_BUY_COLLAR)
         return ExpectedTransaction(
             user_id=user_id,
             ticker=ticker,
             transaction_type=transaction_type,
             transaction_volume=volume,
             unit_price=per_share,
-            transaction_price=to_cents(per_share * volume),
+            transaction_price=cash_of(transaction_type, per_share * volume),
             status=OPEN,
             order_type=order_type,
             limit_price=price if order_type == "limit" else None,
@@ -243,7 +263,7 @@ class ReferenceModel:
             transaction_type=transaction_type,
             transaction_volume=transaction_volume,
             unit_price=unit_price,
-            transaction_price=to_cents(unit_price * transaction_volume),
+            transaction_price=cash_of(transaction_type, unit_price * transaction_volume),
         )
 
     def record_submission(self, pk: int, order: ExpectedTransaction) -> None:
@@ -273,7 +293,9 @@ class ReferenceModel:
             if txn.is_open:
                 self.reserve(txn, sign=-1)
                 txn.unit_price = txn.ready_price
-                txn.transaction_price = to_cents(txn.ready_price * txn.transaction_volume)
+                txn.transaction_price = cash_of(
+                    txn.transaction_type, txn.ready_price * txn.transaction_volume
+                )
             holding = self.holdings.get(key, Holding(0, ZERO_COST))
             if txn.transaction_type == BUY:
                 if self.free_cash(user_id) < txn.transaction_price:
@@ -282,7 +304,7 @@ class ReferenceModel:
                 # The cost a buy adds is its rounded cash price, not unit price x volume.
                 cost = holding.quantity * holding.average_cost + txn.transaction_price
                 quantity = holding.quantity + txn.transaction_volume
-                average_cost = to_four_places(cost / quantity)
+                average_cost = cost_per_share(cost / quantity)
                 self.holdings[key] = Holding(quantity, average_cost, holding.reserved)
                 self.balance[user_id] -= txn.transaction_price
             else:
@@ -403,14 +425,15 @@ class SettlementMachine(RuleBasedStateMachine):
 
     # Random prices almost never meet a balance to the cent, so this rule aims at the funds
     # check's boundary: it quotes a ticker so that `volume` shares cost exactly the cash the
-    # user will have once their pending orders settle (a 4-place price x 50 is within
-    # 0.0025 of it), then buys them.
+    # user will have once their pending orders settle (the 4-place price below it x 50 is
+    # within 0.005 under it, so rounded up to the cent it is that cash), then buys them.
     @precondition(lambda self: any(self.model.once_everyone_settles().balance.values()))
     @rule(data=st.data(), ticker=st.sampled_from(TICKERS), transaction_volume=volumes)
     def a_user_buys_shares_costing_exactly_their_cash(self, data, ticker, transaction_volume):
         cash = self.model.once_everyone_settles().balance
         user_id = data.draw(st.sampled_from([pk for pk in cash if cash[pk]]), label="user_id")
-        self.post_quote(ticker, to_four_places(cash[user_id] / transaction_volume))
+        price = (cash[user_id] / transaction_volume).quantize(Decimal("0.0001"), ROUND_FLOOR)
+        self.post_quote(ticker, price)
 
         order = self.submit(user_id, ticker, BUY, transaction_volume)
 
@@ -773,9 +796,94 @@ class SettlementMachine(RuleBasedStateMachine):
         assert not Position.objects.filter(quantity__lt=0).exists()
         assert not Position.objects.filter(average_cost__lt=0).exists()
 
+    @invariant()
+    def rounding_never_creates_cash(self):
+        """Invariant 8, read from the stored rows alone (so a model that rounded as wrongly as
+        the service would not hide it): a balance never exceeds what exact arithmetic leaves,
+        opening + deposits - withdrawals + the unrounded price x volume of completed sells -
+        that of completed buys.
+
+        At one price p this is "no sequence of trades increases the cash": buying shares at p
+        and selling them back returns at most what they cost, and selling shares held since
+        the price changed pays at most their value at p (balances are whole cents, so at most
+        that value rounded down)."""
+        exact = dict(self.model.opening_balance)
+        for user_id, direction, amount in Transfer.objects.values_list(
+            "user_id", "direction", "amount"
+        ):
+            exact[user_id] += amount if direction == DEPOSIT else -amount
+        for user_id, kind, volume, unit_price in Transaction.objects.filter(
+            status=COMPLETED
+        ).values_list("user_id", "transaction_type", "transaction_volume", "unit_price"):
+            exact[user_id] += unit_price * volume if kind == SELL else -unit_price * volume
+        for user_id, balance in User.objects.filter(pk__in=exact).values_list("pk", "balance"):
+            assert balance <= exact[user_id], (user_id, balance, exact[user_id])
+
+    @invariant()
+    def every_cash_amount_is_rounded_against_the_holder(self):
+        """A buy pays or reserves price x volume rounded up to the cent, at least 0.01; a sell
+        receives it rounded down. Each within a cent of the exact amount."""
+        cent = Decimal("0.01")
+        for pk, kind, volume, unit_price, cash in Transaction.objects.values_list(
+            "pk", "transaction_type", "transaction_volume", "unit_price", "transaction_price"
+        ):
+            exact = unit_price * volume
+            if kind == BUY:
+                assert cash >= cent and exact <= cash < exact + cent, (pk, unit_price, cash)
+            else:
+                assert exact - cent < cash <= exact, (pk, unit_price, cash)
+
+    @invariant()
+    def realized_pnl_never_shows_more_than_the_cash_made(self):
+        """Positions are not cash, but their book must not flatter it: realized P&L is at most
+        the cash the ticker's completed trades brought in, plus what the shares still held are
+        booked at (average cost and the shares sold are both costed rounded up)."""
+        cash_made: dict[tuple[int, str], Decimal] = {}
+        for user_id, ticker, kind, price in Transaction.objects.filter(
+            status=COMPLETED
+        ).values_list("user_id", "ticker", "transaction_type", "transaction_price"):
+            key = (user_id, ticker)
+            cash_made[key] = cash_made.get(key, ZERO_CASH) + (price if kind == SELL else -price)
+        for user_id, ticker, quantity, average_cost, pnl in Position.objects.values_list(
+            "user_id", "ticker", "quantity", "average_cost", "realized_pnl"
+        ):
+            booked = quantity * average_cost
+            assert pnl <= cash_made.get((user_id, ticker), ZERO_CASH) + booked, (user_id, ticker)
+
 
 def test_settlement_matches_the_reference_model_over_random_operations(db):
     run_state_machine_as_test(SettlementMachine, settings=MACHINE_SETTINGS)
+
+
+def half_up(amount: Decimal) -> Decimal:
+    """The rounding main had before issue 13: half up, whichever way the cash goes."""
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def test_the_machine_catches_half_up_rounding_even_when_the_model_rounds_the_same_way(
+    db, monkeypatch
+):
+    """The service and the reference model both back on half up (42.125 pays 42.13, 0.0040
+    costs 0.00): they agree row for row, and the rounding invariants must still fail."""
+    this_module = sys.modules[__name__]
+    for name in ("cash_to_pay", "cash_to_receive"):
+        monkeypatch.setattr(services, name, half_up)
+    for name in ("paid", "received"):
+        monkeypatch.setattr(this_module, name, half_up)
+
+    class WithoutTheRowCheck(SettlementMachine):
+        # Undecorated, so no longer an invariant: the cash check over sequences must find
+        # the bug on its own.
+        def every_cash_amount_is_rounded_against_the_holder(self):
+            pass
+
+    with pytest.raises(AssertionError) as caught:
+        run_state_machine_as_test(
+            WithoutTheRowCheck, settings=settings(MACHINE_SETTINGS, phases=[Phase.generate])
+        )
+
+    failed_in = {frame.name for frame in traceback.extract_tb(caught.value.__traceback__)}
+    assert "rounding_never_creates_cash" in failed_in, failed_in
 
 
 def test_the_machine_catches_a_service_refusing_a_buy_that_costs_exactly_the_balance(
