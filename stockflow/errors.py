@@ -44,3 +44,9 @@ class Conflict(DomainError):
     """The request is well-formed but clashes with what is stored."""
 
     code = "conflict"
+
+
+class TooMany(DomainError):
+    """The caller holds as many of something (connections, alerts, ...) as a limit allows."""
+
+    code = "limit_reached"

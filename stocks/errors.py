@@ -1,6 +1,6 @@
 """Errors of the market data context."""
 
-from stockflow.errors import Conflict, DomainError, InvalidInput, NotFound
+from stockflow.errors import Conflict, InvalidInput, NotFound, TooMany
 
 
 class UnknownTicker(NotFound):
@@ -41,7 +41,7 @@ class TooManyTickers(InvalidInput):
     message = "At most {most} tickers per connection; {count} were named."
 
 
-class TooManyConnections(DomainError):
+class TooManyConnections(TooMany):
     code = "too_many_connections"
     message = (
         "At most {most} /ws/quotes/ connections per client address are open at once; "

@@ -13,7 +13,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from stockflow.cache import bump, cached, invalidate_on_commit, user_namespace
-from stockflow.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
+from stockflow.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, TooMany
 from stockflow.exceptions import exception_handler, status_of
 from stockflow.fields import TickerField, TimestampField, parse_timestamp
 from stockflow.money import (
@@ -31,6 +31,7 @@ from stocks.errors import (
     InvalidTicker,
     QuoteFromTheFuture,
     TickersRequired,
+    TooManyConnections,
     TooManyTickers,
     UnknownTicker,
 )
@@ -489,6 +490,15 @@ DOMAIN_ERRORS = [
         {"tickers": ["At most 50 tickers per connection; 51 were named."]},
     ),
     (
+        TooManyConnections(most=20),
+        429,
+        {
+            "detail": "At most 20 /ws/quotes/ connections per client address are open at once; "
+            "close one before opening another.",
+            "code": "too_many_connections",
+        },
+    ),
+    (
         UnknownTransaction(transaction_id=3, user_id=7),
         404,
         {"detail": "No transaction 3 for user 7.", "code": "unknown_transaction"},
@@ -574,7 +584,7 @@ def _all_subclasses(cls):
 
 
 def test_every_domain_error_of_the_apps_is_in_the_table_above():
-    kinds = {InvalidInput, NotAllowed, NotFound, Conflict}
+    kinds = {InvalidInput, NotAllowed, NotFound, Conflict, TooMany}
     concrete = {c for c in _all_subclasses(DomainError) if c not in kinds}
 
     assert concrete == {type(error) for error, _, _ in DOMAIN_ERRORS}
