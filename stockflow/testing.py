@@ -43,6 +43,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def embedded_env(directory: Path, **extra: str) -> dict[str, str]:
+    """The environment of a server process on the embedded defaults (SQLite in `directory`),
+    whatever a developer's .env says: DATABASE_URL and REDIS_URL are present but empty."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(directory),
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        "SQLITE_PATH": str(directory / "db.sqlite3"),
+        "STATIC_ROOT": str(directory / "static"),
+        **extra,
+    }
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, message: Callable[[], str] | str):
     """Poll `condition` until it is truthy and return its value; HarnessError at the deadline."""
     deadline = time.monotonic() + timeout

@@ -823,8 +823,8 @@ def _apply_close(ticker: str, close: Decimal, now: datetime) -> set[int]:
     hit = triggered_orders(ticker=ticker, close=close).select_for_update(no_key=True).order_by("id")
     users, triggered, changes = set(), [], defaultdict(list)
     for order in hit:
-        if order.expires_at is not None and order.expires_at <= now:
-            continue  # past its cut-off: it expires, it does not fill
+        if _past_cutoff(order, now):
+            continue  # it expires, it does not fill
         events = _react(order, close, now)
         if order.ready_price is not None:
             users.add(order.user_id)

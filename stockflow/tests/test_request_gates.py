@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from stockflow.testing import ASGI_SERVER_FLAGS, Process, free_port, wait_until_serving
+from stockflow.testing import (
+    ASGI_SERVER_FLAGS,
+    Process,
+    embedded_env,
+    free_port,
+    wait_until_serving,
+)
 
 LIMIT = 2_621_440  # DATA_UPLOAD_MAX_MEMORY_SIZE's default, stated for the servers
 FAR_OVER = 50 * 1024 * 1024
@@ -45,17 +51,7 @@ class Server:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory) -> dict[str, Server]:
     directory = tmp_path_factory.mktemp("gates")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(directory),
-        # Present but empty: embedded mode, whatever a developer's .env says.
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-        "SQLITE_PATH": str(directory / "db.sqlite3"),
-        "STATIC_ROOT": str(directory / "static"),
-        "DATA_UPLOAD_MAX_MEMORY_SIZE": str(LIMIT),
-        "THROTTLE_ANON": "",
-    }
+    env = embedded_env(directory, DATA_UPLOAD_MAX_MEMORY_SIZE=str(LIMIT), THROTTLE_ANON="")
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
         env=env,

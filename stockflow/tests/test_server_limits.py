@@ -6,7 +6,6 @@ middleware's exact boundaries are tested in-process below.
 """
 
 import json
-import os
 import sys
 
 import pytest
@@ -15,7 +14,7 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from stockflow.middleware import RequestHeadLimitMiddleware
-from stockflow.testing import Process, free_port, wait_until_serving
+from stockflow.testing import Process, embedded_env, free_port, wait_until_serving
 
 # The settings' defaults, stated for the server so that a developer's .env cannot move them.
 LINE_LIMIT = 4094
@@ -39,20 +38,14 @@ def server(tmp_path_factory) -> str:
     """gunicorn with gunicorn.conf.py on a free port, from the repository root; yields its URL."""
     directory = tmp_path_factory.mktemp("gunicorn")
     port = free_port()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(directory),
-        # Present but empty: embedded mode, whatever a developer's .env says.
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-        "SQLITE_PATH": str(directory / "db.sqlite3"),
-        "STATIC_ROOT": str(directory / "static"),
-        "MAX_REQUEST_LINE_BYTES": str(LINE_LIMIT),
-        "MAX_HEADER_BYTES": str(HEADER_LIMIT),
+    env = embedded_env(
+        directory,
+        MAX_REQUEST_LINE_BYTES=str(LINE_LIMIT),
+        MAX_HEADER_BYTES=str(HEADER_LIMIT),
         # Read by gunicorn.conf.py, as the Procfile's web process does.
-        "WEB_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-    }
+        WEB_BIND=f"127.0.0.1:{port}",
+        WEB_CONCURRENCY="1",
+    )
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
     process = Process("gunicorn", command, env, directory / "gunicorn.log")
     url = f"http://127.0.0.1:{port}"
