@@ -68,6 +68,12 @@ class OrdersConsumer(EventStreamConsumer):
             return
         self.key, self.credentials = key, credentials
         await self.join([orders_group(credentials.user_id)])
+        # Read again once joined: a revocation that committed between the first read and the
+        # join sent its closing message to a group this stream was not in yet. One that
+        # commits after this read finds it joined.
+        if await credentials_for(key) != credentials:
+            await self.close()
+            return
         await self.accept()
         if settings.WS_AUTH_RECHECK_SECONDS:
             self.every(settings.WS_AUTH_RECHECK_SECONDS, self.recheck)

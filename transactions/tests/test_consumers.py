@@ -236,3 +236,24 @@ def test_a_change_no_signal_saw_closes_the_stream_at_the_next_recheck(bypass, se
         await others.disconnect()
 
     run(scenario)
+
+
+def test_a_token_deleted_while_the_stream_joins_its_group_refuses_the_handshake(monkeypatch):
+    """The deletion commits after the handshake's first read and before the join: its closing
+    message went to a group the stream was not in yet, so the read after the join decides."""
+    from transactions.consumers import OrdersConsumer
+
+    user = UserFactory()
+    join = OrdersConsumer.join
+
+    async def join_while_the_token_is_deleted(self, groups):
+        await sync_to_async(Token.objects.filter(user=user).delete)()
+        await join(self, groups)
+
+    monkeypatch.setattr(OrdersConsumer, "join", join_while_the_token_is_deleted)
+
+    async def scenario():
+        _, outcome = await connect(f"/ws/orders/?token={user.auth_token.key}")
+        assert outcome == (False, 1000)  # closed before accept: the server answers 403
+
+    run(scenario)
