@@ -30,7 +30,15 @@ START_TIMEOUT = 60
 STOP_TIMEOUT = 20
 SETTLE_TASK = "transactions.tasks.settle_user_transactions_task"
 # The Procfile's `ws` process runs uvicorn with these (and bin/run's embedded mode too).
-ASGI_SERVER_FLAGS = ["--workers", "1", "--ws", "websockets-sansio", "--lifespan", "off"]
+ASGI_SERVER_FLAGS = [
+    "--workers",
+    "1",
+    "--ws",
+    "websockets-sansio",
+    "--lifespan",
+    "off",
+    "--no-proxy-headers",
+]
 
 
 class HarnessError(Exception):

@@ -177,8 +177,8 @@ def test_a_token_deleted_by_another_process_closes_its_streams_within_2_s(stack)
     assert "Traceback" not in ws.log()
 
 
-async def open_quotes(ws, tickers: str = "ACME"):
-    client = await connect(f"{ws.ws_url}/ws/quotes/?tickers={tickers}")
+async def open_quotes(ws, tickers: str = "ACME", headers: dict | None = None):
+    client = await connect(f"{ws.ws_url}/ws/quotes/?tickers={tickers}", additional_headers=headers)
     try:  # a refused one says so at once; an accepted one stays silent
         event = await asyncio.wait_for(client.recv(), 0.5)
     except TimeoutError:
@@ -213,3 +213,21 @@ def test_the_connections_of_one_address_are_counted_across_ws_processes(stack):
 
     asyncio.run(scenario())
     assert "Traceback" not in first.log() + second.log()
+
+
+def test_a_client_cannot_choose_its_counted_address_with_x_forwarded_for(stack):
+    """uvicorn would put X-Forwarded-For in the peer's place for a client on loopback (its
+    --forwarded-allow-ips default): the ws process runs with --no-proxy-headers, so the one
+    rule is NUM_PROXIES' (0 here: the peer counts, whatever the client wrote)."""
+    ws = stack.ws(WS_MAX_CONNECTIONS_PER_ADDRESS="2")
+
+    async def scenario():
+        opened = [
+            await open_quotes(ws, headers={"X-Forwarded-For": f"203.0.113.{i}"}) for i in (1, 2)
+        ]
+        refused = await open_quotes(ws, headers={"X-Forwarded-For": "203.0.113.3"})
+        assert refused["code"] == "too_many_connections", refused
+        for client in opened:
+            await client.close()
+
+    asyncio.run(scenario())
