@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from stocks.tests.factories import StockDataFactory
 from transactions import services
+from transactions.errors import NotOpen
 from transactions.models import Transaction
-from transactions.services import transaction_submit, transactions_settle_for_user
+from transactions.services import lifecycle, transaction_submit, transactions_settle_for_user
 
 pytestmark = pytest.mark.django_db
 
@@ -97,9 +98,9 @@ def test_a_patch_making_a_day_order_marketable_after_the_cut_off_does_not_fill_i
 def test_a_patch_exactly_at_the_cut_off_expires_the_order(user, day_buy, monkeypatch):
     cutoff = timezone.now().replace(microsecond=0) + timedelta(seconds=5)
     Transaction.objects.filter(pk=day_buy.pk).update(expires_at=cutoff)
-    monkeypatch.setattr(services.timezone, "now", lambda: cutoff)
+    monkeypatch.setattr(lifecycle.timezone, "now", lambda: cutoff)
 
-    with pytest.raises(services.NotOpen):
+    with pytest.raises(NotOpen):
         services.transaction_replace(transaction=day_buy, changes={"transaction_volume": 5})
 
     assert state(day_buy)[:2] == ("expired", "expired")

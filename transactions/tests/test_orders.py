@@ -12,8 +12,23 @@ from stocks.models import StockData
 from stocks.services import quotes_ingest
 from stocks.tests.factories import StockDataFactory
 from transactions import services
+from transactions.errors import (
+    InsufficientBuyingPower,
+    InsufficientShares,
+    NotOpen,
+    NotPending,
+    TrailTooWide,
+)
 from transactions.models import Position, Transaction
-from transactions.services import orders_expire_due, transaction_submit, triggered_orders
+from transactions.services import (
+    events,
+    orders_expire_due,
+    settlement,
+    submission,
+    transaction_submit,
+    triggered_orders,
+    triggers,
+)
 from transactions.tests.factories import PositionFactory
 from users.tests.factories import UserFactory
 
@@ -138,7 +153,7 @@ def test_a_limit_buy_the_buying_power_does_not_cover_is_refused_and_nothing_is_s
 ):
     user = UserFactory(balance=Decimal("949.99"))
 
-    with pytest.raises(services.InsufficientBuyingPower) as refused:
+    with pytest.raises(InsufficientBuyingPower) as refused:
         submit(user, commits, transaction_type="BUY", order_type="limit", limit_price=Decimal("95"))
 
     assert str(refused.value) == "This needs 950.00 of buying power; 949.99 is available."
@@ -191,7 +206,7 @@ def test_reserved_shares_are_not_sold_by_a_market_sell_nor_a_second_limit_sell(m
     PositionFactory(user=user, quantity=10, average_cost=Decimal("80.0000"))
     submit(user, commits, transaction_type="SELL", order_type="limit", limit_price=Decimal("120"))
 
-    with pytest.raises(services.InsufficientShares) as refused:
+    with pytest.raises(InsufficientShares) as refused:
         submit(
             user,
             commits,
@@ -210,7 +225,7 @@ def test_reserved_shares_are_not_sold_by_a_market_sell_nor_a_second_limit_sell(m
 def test_a_limit_sell_without_any_position_is_refused(market, commits):
     user = UserFactory()
 
-    with pytest.raises(services.InsufficientShares):
+    with pytest.raises(InsufficientShares):
         submit(user, commits, transaction_type="SELL", order_type="limit", limit_price=Decimal("1"))
 
     assert Transaction.objects.count() == 0
@@ -543,7 +558,7 @@ def test_cancelling_a_filled_order_is_refused_and_changes_nothing(market, commit
     )
     market("94.0000")
 
-    with pytest.raises(services.NotPending):
+    with pytest.raises(NotPending):
         services.transaction_cancel(transaction=txn)
 
     assert state(txn)[0] == "completed"
@@ -579,7 +594,7 @@ def test_a_replace_beyond_the_buying_power_is_refused_and_changes_nothing(market
         user, commits, transaction_type="BUY", order_type="limit", limit_price=Decimal("95")
     )
 
-    with pytest.raises(services.InsufficientBuyingPower):
+    with pytest.raises(InsufficientBuyingPower):
         services.transaction_replace(transaction=txn, changes={"transaction_volume": 11})
 
     assert state(txn) == ("open", None, Decimal("95.0000"), Decimal("950.00"), None)
@@ -594,7 +609,7 @@ def test_replacing_a_filled_order_is_refused(market, commits):
     )
     market("94.0000")
 
-    with pytest.raises(services.NotOpen):
+    with pytest.raises(NotOpen):
         services.transaction_replace(transaction=txn, changes={"limit_price": Decimal("80")})
 
     assert state(txn)[0] == "completed"
@@ -683,7 +698,7 @@ def test_a_replace_whose_trail_reaches_zero_is_refused_and_changes_nothing(marke
         user, commits, transaction_type="SELL", order_type="trailing_stop", trail_price=Decimal("5")
     )
 
-    with pytest.raises(services.TrailTooWide):
+    with pytest.raises(TrailTooWide):
         services.transaction_replace(transaction=txn, changes={"trail_price": Decimal("100")})
 
     txn.refresh_from_db()
@@ -705,20 +720,20 @@ def test_a_retry_that_loses_to_its_own_first_request_gets_the_first_order(market
     }
     first, created = services.transaction_submit_once(user=user, idempotency_key="k-1", **order)
     # As a racing retry sees it: the key's row is not visible yet, the reservation is taken.
-    real_find = services._transaction_for_key
+    real_find = submission._transaction_for_key
     calls = []
 
     def find_late(**kwargs):
         calls.append(1)
         return None if len(calls) == 1 else real_find(**kwargs)
 
-    services._transaction_for_key = find_late
+    submission._transaction_for_key = find_late
     try:
         again, created_again = services.transaction_submit_once(
             user=user, idempotency_key="k-1", **order
         )
     finally:
-        services._transaction_for_key = real_find
+        submission._transaction_for_key = real_find
 
     assert (created, created_again, again.pk) == (True, False, first.pk)
     assert account(user) == (Decimal("950.00"), Decimal("950.00"))
@@ -728,7 +743,8 @@ def test_a_retry_that_loses_to_its_own_first_request_gets_the_first_order(market
 def test_each_settled_orders_event_carries_the_balance_that_order_left(market, monkeypatch):
     user = UserFactory(balance=Decimal("1000.00"))
     sent = []
-    monkeypatch.setattr(services, "publish_many_on_commit", sent.extend)
+    for module in (events, settlement, triggers):  # every module that publishes
+        monkeypatch.setattr(module, "publish_many_on_commit", sent.extend)
     for volume in (2, 3):
         transaction_submit(
             user=user, ticker="AAPL", transaction_type="BUY", transaction_volume=volume

@@ -22,6 +22,8 @@ from transactions.models import (
     TransactionType,
 )
 from transactions.services import (
+    queueing,
+    submission,
     transaction_cancel,
     transaction_submit,
     transactions_requeue_stale,
@@ -169,7 +171,7 @@ def test_submit_enqueues_settlement_only_when_the_row_commits(django_capture_on_
 def enqueued(monkeypatch):
     """The users whose settlement was enqueued, in order; the tasks themselves do not run."""
     users = []
-    monkeypatch.setattr(services, "_enqueue_settlement", users.append)
+    monkeypatch.setattr(queueing, "_enqueue_settlement", users.append)
     return users
 
 
@@ -210,7 +212,7 @@ def test_a_submission_whose_enqueue_fails_lets_the_next_one_enqueue(
         attempts.append(user_id)
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(services, "_enqueue_settlement", broker_down)
+    monkeypatch.setattr(queueing, "_enqueue_settlement", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         submit_buy(user)  # robust on_commit: logged, the order stays stored
     with django_capture_on_commit_callbacks(execute=True):
@@ -223,7 +225,7 @@ def test_a_submission_whose_enqueue_fails_lets_the_next_one_enqueue(
 def test_the_sweeper_enqueues_even_while_a_mark_says_queued(enqueued, settings):
     user = UserFactory(balance=Decimal("1000.00"))
     StockDataFactory(ticker="AAPL", close_price=Decimal("100.0000"))
-    services._request_settlement(user.pk)  # a mark whose task the broker then lost
+    queueing._request_settlement(user.pk)  # a mark whose task the broker then lost
     TransactionFactory(user=user, timestamp=timezone.now() - timedelta(seconds=60))
 
     assert transactions_requeue_stale(older_than_seconds=5) == [user.pk]
@@ -694,7 +696,7 @@ def age(txn, seconds: float) -> None:
 
 def test_requeue_picks_only_users_with_pending_transactions_older_than_the_cutoff(monkeypatch):
     enqueued = []
-    monkeypatch.setattr("transactions.services._enqueue_settlement", enqueued.append)
+    monkeypatch.setattr("transactions.services.queueing._enqueue_settlement", enqueued.append)
     stale_a, stale_b, fresh, settled, cancelled = UserFactory.create_batch(5)
     for txn in TransactionFactory.create_batch(2, user=stale_a):
         age(txn, 60)
@@ -713,7 +715,7 @@ def test_requeue_picks_only_users_with_pending_transactions_older_than_the_cutof
 
 def test_requeue_with_nothing_stale_enqueues_nothing(monkeypatch):
     enqueued = []
-    monkeypatch.setattr("transactions.services._enqueue_settlement", enqueued.append)
+    monkeypatch.setattr("transactions.services.queueing._enqueue_settlement", enqueued.append)
     age(TransactionFactory(), 4)
 
     assert transactions_requeue_stale(older_than_seconds=5) == []
@@ -898,7 +900,7 @@ def test_a_submission_that_loses_the_idempotency_race_returns_the_winners_transa
     StockDataFactory(ticker="AAPL", close_price=Decimal("10.0000"))
     winner = TransactionFactory(user=user, idempotency_key="raced")
     lookups = iter([None, winner])  # the first look misses: the winner had not committed yet
-    monkeypatch.setattr(services, "_transaction_for_key", lambda **_: next(lookups))
+    monkeypatch.setattr(submission, "_transaction_for_key", lambda **_: next(lookups))
 
     txn, created = services.transaction_submit_once(
         user=user,

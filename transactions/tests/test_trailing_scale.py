@@ -14,7 +14,14 @@ from stocks.services import quotes_ingest
 from stocks.tests.factories import StockDataFactory
 from transactions import services
 from transactions.models import Position, Transaction, TransactionStatus
-from transactions.services import orders_check_for_ticker, transaction_submit
+from transactions.services import (
+    conditions,
+    events,
+    orders_check_for_ticker,
+    settlement,
+    transaction_submit,
+    triggers,
+)
 from transactions.tests.factories import PositionFactory
 from users.tests.factories import UserFactory
 
@@ -43,7 +50,7 @@ def armed(*, user, ticker, side, anchor, order_type="trailing_stop", volume=1, *
         trail_anchor=anchor if order_type == "trailing_stop" else None,
         **prices,
     )
-    services._arm(order)
+    conditions._arm(order)
     return order
 
 
@@ -116,7 +123,7 @@ def test_a_quote_moves_each_trailing_stop_exactly_as_the_python_rule_does():
     expected = {}
     for order in Transaction.objects.filter(user=user):
         order.trail_anchor = closes[order.ticker]
-        services._arm(order)
+        conditions._arm(order)
         expected[order.pk] = moved_columns(order)
 
     for ticker, close in closes.items():
@@ -174,7 +181,8 @@ def test_moved_trailing_stops_trigger_and_fill_at_the_close_that_reaches_them(
     buy_5 = trailing(buyer, "BUY", trail_price=Decimal("5"))
     buy_20pc = trailing(buyer, "BUY", trail_percent=Decimal("20"))
     sent = []
-    monkeypatch.setattr(services, "publish_many_on_commit", sent.extend)
+    for module in (events, settlement, triggers):  # every module that publishes
+        monkeypatch.setattr(module, "publish_many_on_commit", sent.extend)
 
     market(Decimal("104.0000"))  # the sells' anchors rise: stops 99 and 83.2
     market(Decimal("96.0000"))  # the buys' anchors fall (stops 101, 115.2); 96 <= 99 sells
@@ -336,7 +344,7 @@ def test_a_quote_finds_the_trailing_stops_it_moves_with_an_index_scan():
     assert "Seq Scan" not in plan, plan
     # the sub-select locks in id order, as settlement and cancel do
     assert "LockRows" in plan and "Sort Key: transactions_transaction.id" in plan, plan
-    assert services._move_trailing_stops(ticker="AAPL", close=Decimal("30")) == 4
+    assert triggers._move_trailing_stops(ticker="AAPL", close=Decimal("30")) == 4
 
 
 def test_on_a_database_without_exact_numeric_sql_the_stops_move_in_python(monkeypatch):
@@ -349,10 +357,10 @@ def test_on_a_database_without_exact_numeric_sql_the_stops_move_in_python(monkey
             armed(side="BUY", anchor=Decimal("90.0000"), **at),
         ]
     )
-    monkeypatch.setattr(services, "_exact_numeric_sql", lambda: False)
+    monkeypatch.setattr(triggers, "_exact_numeric_sql", lambda: False)
 
     # half-way: 100.0001 - 50.00005 and 100.0001 + 50.00005 round up
-    assert services._move_trailing_stops(ticker="AAPL", close=Decimal("100.0001")) == 2
+    assert triggers._move_trailing_stops(ticker="AAPL", close=Decimal("100.0001")) == 2
 
     assert [moved_columns(o) for o in Transaction.objects.order_by("id")] == [
         (Decimal("100.0001"), None, Decimal("50.0001"), None, Decimal("50.0001")),

@@ -230,7 +230,9 @@ def test_a_transfer_that_loses_the_idempotency_race_returns_the_winners(monkeypa
         user=user, direction=DEPOSIT, amount=Decimal("7.00"), idempotency_key="raced"
     )
     lookups = iter([None, winner])  # the first look misses: the winner had not committed yet
-    monkeypatch.setattr(services, "_transfer_for_key", lambda **_: next(lookups))
+    monkeypatch.setattr(
+        "transactions.services.transfers._transfer_for_key", lambda **_: next(lookups)
+    )
 
     transfer, created = transfer_create_once(
         user=user, idempotency_key="raced", direction=DEPOSIT, amount=Decimal("7.00")

@@ -1,0 +1,45 @@
+"""Every rule about money, one module per concern; the names views, tasks, the admin and
+commands call are importable from here.
+
+- `submission`: storing an order (market orders priced at the latest close, others reserved);
+- `lifecycle`: cancel, replace and expiry of a stored order;
+- `conditions`: arming an open order, how a close acts on it, what it reserves;
+- `reservations`: the cash or shares an open order holds;
+- `settlement`: filling, failing and expiring a user's ready orders;
+- `triggers`: what a stored quote does to its ticker's open orders (trailing stops included);
+- `transfers`: deposits and withdrawals;
+- `queueing`: settlement enqueued after a commit, and the sweepers;
+- `events` and `idempotency`: what the services above share.
+
+Row locks follow one order: the user's row, then transactions in id order, then positions in
+ticker order. A service takes only the locks it needs, in that order (see `settlement`).
+"""
+
+from .conditions import next_market_close
+from .events import order_event
+from .idempotency import IDEMPOTENCY_WINDOW
+from .lifecycle import transaction_cancel, transaction_replace
+from .queueing import orders_expire_due, transactions_requeue_stale
+from .settlement import transactions_settle_for_user
+from .submission import transaction_submit, transaction_submit_once
+from .transfers import transfer_amount_check, transfer_create, transfer_create_once
+from .triggers import move_trailing_stops_sql, orders_check_for_ticker, triggered_orders
+
+__all__ = [
+    "IDEMPOTENCY_WINDOW",
+    "move_trailing_stops_sql",
+    "next_market_close",
+    "order_event",
+    "orders_check_for_ticker",
+    "orders_expire_due",
+    "transaction_cancel",
+    "transaction_replace",
+    "transaction_submit",
+    "transaction_submit_once",
+    "transactions_requeue_stale",
+    "transactions_settle_for_user",
+    "transfer_amount_check",
+    "transfer_create",
+    "transfer_create_once",
+    "triggered_orders",
+]
