@@ -184,7 +184,7 @@ def quote(db):
     return StockDataFactory(ticker="AAPL", close_price="150.0000")
 
 
-# --- integration: real PostgreSQL, Redis and Celery processes (stockflow/testing.py) ---------
+# --- integration: real PostgreSQL, Redis and Celery processes (stockflow/testing/) ---------
 
 
 def require_services():

@@ -58,7 +58,7 @@ def log(message: str) -> None:
 
 class Soak(Stack):
     """The real system on a database and a redis-server of its own, each process in its own
-    process group (stockflow/testing.py)."""
+    process group (stockflow/testing/)."""
 
     def __init__(self, args, workdir: Path):
         self.args = args

@@ -1,35 +1,17 @@
-"""Transaction serializers: submission input, filters, transactions and the portfolio."""
+"""Order serializers: submission and replace input, the order terms' rules, transactions and
+their filter."""
 
 import re
 
 from rest_framework import serializers
 
-from stockflow.errors import DomainError
 from stockflow.fields import WS, DecimalField, TickerField, WholeNumberField
 from stockflow.filters import TimeRangeSerializer
-from stockflow.money import (
-    CASH_DECIMAL_PLACES,
-    CASH_MAX_DIGITS,
-    MAX_ORDER_VOLUME,
-    MAX_TRANSFER_AMOUNT,
-    PRICE_DECIMAL_PLACES,
-    PRICE_MAX_DIGITS,
-)
+from stockflow.money import MAX_ORDER_VOLUME
 from stockflow.serializers import ReadOnlyModelSerializer
 from stockflow.text import upper_ascii
 
-from .models import (
-    OrderType,
-    TimeInForce,
-    Transaction,
-    TransactionType,
-    Transfer,
-    TransferDirection,
-)
-from .services import transfer_amount_check
-
-CASH = {"max_digits": CASH_MAX_DIGITS, "decimal_places": CASH_DECIMAL_PLACES}
-PRICE = {"max_digits": PRICE_MAX_DIGITS, "decimal_places": PRICE_DECIMAL_PLACES}
+from ..models import PRICE, OrderType, TimeInForce, Transaction, TransactionType
 
 
 class TransactionTypeField(serializers.ChoiceField):
@@ -265,137 +247,3 @@ class TransactionFilterSerializer(TimeRangeSerializer):
 
     class Meta:
         ref_name = "TransactionFilter"
-
-
-class PositionSerializer(serializers.Serializer):
-    ticker = serializers.CharField()
-    quantity = serializers.IntegerField()
-    reserved = serializers.IntegerField(help_text="Shares held by open sell orders.")
-    available = serializers.IntegerField(help_text="quantity - reserved: what may be sold.")
-    average_cost = serializers.DecimalField(
-        **PRICE, help_text="Cash paid per share held, weighted, rounded up to 4 places."
-    )
-    last_price = serializers.DecimalField(**PRICE, allow_null=True)
-    market_value = serializers.DecimalField(
-        **CASH,
-        allow_null=True,
-        help_text="What selling the position at last_price would pay: rounded down.",
-    )
-    unrealized_pnl = serializers.DecimalField(
-        **CASH,
-        allow_null=True,
-        help_text="market_value - average_cost x quantity (that cost rounded up).",
-    )
-    realized_pnl = serializers.DecimalField(
-        **CASH,
-        help_text="Sells' proceeds minus the average cost of the shares sold, that cost "
-        "rounded up to the cent: never more than the cash the trades made.",
-    )
-
-    class Meta:
-        ref_name = "PortfolioPosition"
-
-
-class PortfolioSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    cash = serializers.DecimalField(**CASH, help_text="The balance.")
-    balance = serializers.DecimalField(**CASH)
-    reserved = serializers.DecimalField(**CASH, help_text="Cash held by open buy orders.")
-    buying_power = serializers.DecimalField(**CASH, help_text="balance - reserved.")
-    positions = PositionSerializer(many=True)
-    equity = serializers.DecimalField(**CASH, help_text="cash + the positions' market value.")
-    realized_pnl = serializers.DecimalField(
-        **CASH, help_text="Realized P&L of every position, closed ones included."
-    )
-
-    class Meta:
-        ref_name = "Portfolio"
-        swagger_schema_fields = {
-            "example": {
-                "username": "alice",
-                "cash": "8087.50",
-                "balance": "8087.50",
-                "reserved": "1800.00",
-                "buying_power": "6287.50",
-                "positions": [
-                    {
-                        "ticker": "AAPL",
-                        "quantity": 10,
-                        "reserved": 4,
-                        "available": 6,
-                        "average_cost": "191.2500",
-                        "last_price": "195.0000",
-                        "market_value": "1950.00",
-                        "unrealized_pnl": "37.50",
-                        "realized_pnl": "12.40",
-                    }
-                ],
-                "equity": "10037.50",
-                "realized_pnl": "12.40",
-            }
-        }
-
-
-# --- transfers --------------------------------------------------------------------------
-
-
-class TransferAmountField(DecimalField):
-    """Cash in cents, > 0 and below MAX_TRANSFER_AMOUNT, as `transfer_amount_check` decides."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**CASH, **kwargs)
-
-    def to_internal_value(self, data):
-        amount = super().to_internal_value(data)
-        try:
-            transfer_amount_check(amount=amount)
-        except DomainError as exc:
-            raise serializers.ValidationError(exc.detail) from exc
-        return amount
-
-    def openapi_schema(self, *, in_body: bool) -> dict:
-        schema = super().openapi_schema(in_body=in_body)
-        schema.update(
-            minimum=0,
-            exclusiveMinimum=True,
-            maximum=int(MAX_TRANSFER_AMOUNT),
-            exclusiveMaximum=True,
-            example="2500.00",
-        )
-        return schema
-
-
-class TransferCreateSerializer(serializers.Serializer):
-    direction = AnyCaseChoiceField(
-        choices=TransferDirection.values, help_text="deposit or withdrawal; any case."
-    )
-    amount = TransferAmountField(
-        help_text=f"Greater than 0 and less than {MAX_TRANSFER_AMOUNT:,}, at most "
-        f"{CASH_DECIMAL_PLACES} places. A withdrawal takes at most the buying power."
-    )
-
-    class Meta:
-        ref_name = "TransferCreate"
-        swagger_schema_fields = {"example": {"direction": "deposit", "amount": "2500.00"}}
-
-
-class TransferSerializer(ReadOnlyModelSerializer):
-    user_id = serializers.IntegerField(read_only=True)
-    username = serializers.CharField(source="user.username", read_only=True)
-
-    class Meta:
-        model = Transfer
-        ref_name = "Transfer"
-        swagger_schema_fields = {
-            "example": {
-                "id": 58,
-                "user_id": 7,
-                "username": "alice",
-                "direction": "deposit",
-                "amount": "2500.00",
-                "balance_after": "12500.00",
-                "created_at": "2025-01-02T21:00:05Z",
-            }
-        }
-        fields = ["id", "user_id", "username", "direction", "amount", "balance_after", "created_at"]
-        read_only_fields = fields
