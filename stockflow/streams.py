@@ -128,9 +128,9 @@ def client_address(scope: dict) -> str:
     """The client's address as the API's throttles see it (DRF's `get_ident`): with
     NUM_PROXIES = N > 0, the N-th address from the right of X-Forwarded-For, else the peer.
 
-    uvicorn has already put X-Forwarded-For's client in `scope["client"]` when the peer is
-    one of its --forwarded-allow-ips (127.0.0.1 by default), so a proxy on the same host
-    works with NUM_PROXIES = 0 too. No address at all (a test, a Unix socket) counts as "".
+    uvicorn runs with --no-proxy-headers, so `scope["client"]` is the peer as connected: this
+    is the one place X-Forwarded-For is read, and only NUM_PROXIES makes it trusted. No
+    address at all (a test, a Unix socket) counts as "".
     """
     peer = (scope.get("client") or ("",))[0] or ""
     proxies = api_settings.NUM_PROXIES

@@ -15,7 +15,6 @@ Row locks follow one order: the user's row, then transactions in id order, then 
 ticker order. A service takes only the locks it needs, in that order (see `settlement`).
 """
 
-from .conditions import next_market_close
 from .events import order_event
 from .idempotency import IDEMPOTENCY_WINDOW
 from .lifecycle import transaction_cancel, transaction_replace
@@ -23,12 +22,10 @@ from .queueing import orders_expire_due, transactions_requeue_stale
 from .settlement import transactions_settle_for_user
 from .submission import transaction_submit, transaction_submit_once
 from .transfers import transfer_amount_check, transfer_create, transfer_create_once
-from .triggers import move_trailing_stops_sql, orders_check_for_ticker, triggered_orders
+from .triggers import orders_check_for_ticker, triggered_orders
 
 __all__ = [
     "IDEMPOTENCY_WINDOW",
-    "move_trailing_stops_sql",
-    "next_market_close",
     "order_event",
     "orders_check_for_ticker",
     "orders_expire_due",

@@ -12,7 +12,6 @@ from django.db import connection
 from stocks.models import StockData
 from stocks.services import quotes_ingest
 from stocks.tests.factories import StockDataFactory
-from transactions import services
 from transactions.models import Position, Transaction, TransactionStatus
 from transactions.services import (
     conditions,
@@ -334,7 +333,7 @@ def test_a_quote_finds_the_trailing_stops_it_moves_with_an_index_scan():
     Transaction.objects.bulk_create(rows)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE transactions_transaction")
-        sql, params = services.move_trailing_stops_sql(ticker="AAPL", close=Decimal("30"))
+        sql, params = triggers.move_trailing_stops_sql(ticker="AAPL", close=Decimal("30"))
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
