@@ -267,7 +267,11 @@ def test_a_client_that_reconnects_with_since_gets_every_event_once_in_order(stac
         # Away while the producer goes on: what it records now comes back from the outbox.
         assert phase_one_done.wait(30)
         wait_until_final(user)
-        wait_for(lambda: not unrelayed.exists(), SETTLE_TIMEOUT, "phase one never relayed")
+        wait_for(
+            lambda: not unrelayed.exists(),
+            SETTLE_TIMEOUT,
+            lambda: f"never relayed: {list(unrelayed.values_list('seq', 'type', 'created_at'))}",
+        )
         with ExitStack() as reconnected:
             with stream_locked(stack, user):
                 # Two deposits committed but not relayed: the replay below reads them from the
