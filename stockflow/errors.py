@@ -50,3 +50,9 @@ class TooMany(DomainError):
     """The caller holds as many of something (connections, alerts, ...) as a limit allows."""
 
     code = "limit_reached"
+
+
+class Gone(DomainError):
+    """What the request asks for existed once and was deliberately removed (pruned events)."""
+
+    code = "gone"

@@ -1,12 +1,12 @@
-"""Domain events for live updates: published after the database commit, never raised.
+"""Sending to the live-update streams: Channels layer groups and the messages they carry.
 
-Services call `publish_many_on_commit([(group, event), ...])` inside their transaction; once
-it commits, a background thread of the process sends the events to their Channels layer
-groups, whose WebSocket consumers (`stocks.consumers` for quotes, `transactions.consumers`
-for a user's orders) forward them to their clients. An event carries ids and the committed
-state, JSON-ready (decimals as strings), so a client can act on it alone; a consumer may
-see an event twice and must tolerate it. A dead or slow channel layer loses live updates,
-never a settlement: errors are logged, not raised.
+Events themselves are rows of the outbox (the `events` app). The relay's subscribers send
+each to its group with `publish_and_wait` (the relay marks them relayed only once sent), and
+the groups' WebSocket consumers (`stocks.consumers` for quotes, `transactions.consumers` for
+a user's orders) forward them to their clients. Control messages that are not events (the
+closing of revoked streams) go with `publish_many_on_commit`: sent in the background after
+the commit, and lost, logged, when the layer is down. Everything sent is JSON-ready
+(decimals as strings, datetimes ISO 8601 with `Z`).
 """
 
 import asyncio
@@ -80,11 +80,15 @@ def publish_many(events: list[tuple[str, dict]], *, message_type: str = MESSAGE_
         logger.exception("event_publish_failed dropped=%d", len(events))
 
 
-async def _send_all(layer, events: list[tuple[str, dict]], message_type: str) -> None:
+async def _send_all(
+    layer, events: list[tuple[str, dict]], message_type: str, *, strict: bool = False
+) -> None:
     for sent, (group, event) in enumerate(events):
         try:
             await layer.group_send(group, {"type": message_type, "event": as_json(event)})
         except Exception:
+            if strict:
+                raise
             logger.exception(
                 "event_publish_failed group=%s event=%s dropped=%d",
                 group,
@@ -124,12 +128,15 @@ class _BackgroundPublisher:
                 self._sending = set()  # a forked child waits for none of its parent's
             return self._loop
 
-    def submit(self, layer, events: list[tuple[str, dict]], message_type: str) -> None:
+    def submit(
+        self, layer, events: list[tuple[str, dict]], message_type: str, *, strict: bool = False
+    ) -> concurrent.futures.Future:
         sending = asyncio.run_coroutine_threadsafe(
-            _send_all(layer, events, message_type), self._running_loop()
+            _send_all(layer, events, message_type, strict=strict), self._running_loop()
         )
         self._sending.add(sending)
         sending.add_done_callback(self._sending.discard)
+        return sending
 
     def drain(self, timeout: float = 2.0) -> None:
         """Wait up to `timeout` seconds for what was handed over: a short-lived process (a
@@ -163,3 +170,16 @@ def publish_many_on_commit(
     outside one). `message_type` names the consumers' handler: an event by default."""
     if events:
         on_commit(lambda: publish_in_background(events, message_type=message_type), robust=True)
+
+
+def publish_and_wait(events: list[tuple[str, dict]], *, timeout: float = 5.0) -> None:
+    """Send each `(group, event)` in order and return once all were sent; raise if one was
+    not (the relay then leaves them unrelayed, to try again). Sent from this process's
+    publisher thread, whose connection to the layer stays open between calls."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        async_to_sync(_send_all)(layer, events, MESSAGE_TYPE, strict=True)
+    else:
+        _publisher.submit(layer, events, MESSAGE_TYPE, strict=True).result(timeout)

@@ -17,7 +17,7 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from .errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, TooMany
+from .errors import Conflict, DomainError, Gone, InvalidInput, NotAllowed, NotFound, TooMany
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ STATUS_OF_KIND = {
     NotAllowed: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
+    Gone: status.HTTP_410_GONE,
     TooMany: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 

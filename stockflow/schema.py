@@ -77,6 +77,10 @@ ERRORS = {
         "Conflicts with stored data.",
         {"detail": "The request conflicts with stored data.", "code": "integrity_error"},
     ),
+    410: (
+        "Removed on purpose: events older than the retention were pruned.",
+        {"detail": "Events up to seq 1200 were pruned.", "code": "events_pruned"},
+    ),
     413: (
         "The body is over the size limit.",
         {"detail": "The request body exceeds 2621440 bytes.", "code": "request_too_large"},

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_yasg",
     "users",
     "stocks",
+    "events",
     "transactions",
 ]
 
@@ -200,6 +201,8 @@ WS_MAX_CONNECTIONS_PER_ADDRESS = env.int("WS_MAX_CONNECTIONS_PER_ADDRESS", defau
 # (a message after the commit); should that message be lost, each stream re-checks its
 # credentials this often (seconds; 0: never).
 WS_AUTH_RECHECK_SECONDS = env.float("WS_AUTH_RECHECK_SECONDS", default=60.0)
+# /ws/orders/ sends {"type": "heartbeat", "seq": <latest>} this often (0: never).
+WS_HEARTBEAT_SECONDS = env.float("WS_HEARTBEAT_SECONDS", default=15.0)
 # Origins a browser page may open a WebSocket from (Channels' patterns: `example.com`,
 # `.example.com`, `https://example.com:8443`, `*`). A client that sends no Origin header
 # (a script, websocat) is not a browser and is let through.
@@ -291,7 +294,23 @@ MARKET_CLOSE_UTC = env.str("MARKET_CLOSE_UTC", default="21:00")
 # A stop or trailing-stop buy reserves its stop price x volume plus this fraction, since it
 # fills at the triggering close, which may be above the stop.
 STOP_BUY_COLLAR = Decimal(env.str("STOP_BUY_COLLAR", default="0.05"))
+# Events (the outbox): kept this many days, then pruned by beat every EVENTS_PRUNE_INTERVAL_SECONDS.
+EVENTS_RETENTION_DAYS = env.float("EVENTS_RETENTION_DAYS", default=30)
+EVENTS_PRUNE_INTERVAL_SECONDS = env.float("EVENTS_PRUNE_INTERVAL_SECONDS", default=3600.0)
+# Beat's sweep relays events left unrelayed this long (a process died between its commit and
+# its relay request), checking every SWEEP_INTERVAL_SECONDS.
+EVENTS_RELAY_SWEEP_AFTER_SECONDS = env.float("EVENTS_RELAY_SWEEP_AFTER_SECONDS", default=5.0)
+# As SETTLE_QUEUED_MARK_SECONDS, for the relay of a stream.
+RELAY_QUEUED_MARK_SECONDS = env.int("RELAY_QUEUED_MARK_SECONDS", default=10)
 CELERY_BEAT_SCHEDULE = {
+    "sweep-events": {
+        "task": "events.tasks.sweep_events_task",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    "prune-events": {
+        "task": "events.tasks.prune_events_task",
+        "schedule": EVENTS_PRUNE_INTERVAL_SECONDS,
+    },
     "sweep-pending-transactions": {
         "task": "transactions.tasks.sweep_pending_transactions_task",
         "schedule": SWEEP_INTERVAL_SECONDS,

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 # Application close codes (RFC 6455 leaves 4000-4999 to applications): 4000 + the HTTP status.
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_GONE = 4410
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 READ_ONLY = "This stream only sends events; messages from the client are not read."
 

@@ -7,6 +7,7 @@ from drf_yasg.views import get_schema_view
 from rest_framework import permissions
 from rest_framework.routers import SimpleRouter
 
+from events.views import EventListView
 from stocks.views import StockViewSet
 from transactions.views import PortfolioView, TransactionViewSet, TransferView
 from users.views import ObtainTokenView, UserViewSet, admin_login
@@ -31,6 +32,7 @@ api_patterns = [
         r"^users/(?P<username>[^/\x00]+)/transfers/?$", TransferView.as_view(), name="transfers"
     ),
     *router.urls,
+    re_path(r"^events/?$", EventListView.as_view(), name="events"),
     re_path(r"^auth/token/?$", ObtainTokenView.as_view(), name="auth-token"),
     re_path(r"^health/?$", health, name="health"),
 ]

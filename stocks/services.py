@@ -1,28 +1,26 @@
 """Market data ingestion and removal: every write to quotes, from any path, goes through here.
 
 The API, the admin and the management commands all call these, so every quote is checked
-the same way, upper-cased the same way, and the cached latest quotes are invalidated
-after the write commits.
+the same way and upper-cased the same way, and every stored quote records a `quote` event
+(the outbox, in the same transaction): its subscribers invalidate the cached latest quotes,
+publish it to /ws/quotes/ and, in the trading app, check the ticker's open orders.
 """
 
 from datetime import datetime, timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError
 from django.db.models import QuerySet
-from django.db.transaction import atomic, on_commit
+from django.db.transaction import atomic
 from django.utils import timezone
 
+from events.services import events_record
 from stockflow.cache import QUOTES_NAMESPACE, invalidate_on_commit
-from stockflow.events import publish_many_on_commit, quotes_group
 from stockflow.text import upper_ascii
 
 from .errors import DuplicateQuote, DuplicateQuoteInRequest, QuoteFromTheFuture
 from .models import StockData
 from .selectors import quote_as_dict
-
-CHECK_ORDERS_TASK = "transactions.tasks.check_orders_task"
 
 
 def quote_timestamp_check(*, timestamp: datetime, now: datetime | None = None) -> None:
@@ -53,14 +51,7 @@ def quotes_ingest(*, quotes: list[dict]) -> list[StockData]:
         with atomic():
             _mark_stale_quotes_checked(rows, now)
             created = StockData.objects.bulk_create(rows)
-            invalidate_on_commit(QUOTES_NAMESPACE)
-            publish_many_on_commit(
-                [
-                    (quotes_group(row.ticker), {"event": "quote", "quote": quote_as_dict(row)})
-                    for row in created
-                ]
-            )
-            check_orders_on_commit({row.ticker for row in rows if row.orders_checked_at is None})
+            _record_stored(created)
     except IntegrityError as exc:
         raise DuplicateQuote() from exc
     return created
@@ -79,22 +70,9 @@ def _mark_stale_quotes_checked(rows: list[StockData], now: datetime) -> None:
             row.orders_checked_at = now
 
 
-def check_orders_on_commit(tickers: set[str]) -> None:
-    """Once the quotes commit, have a worker check the open orders of these tickers.
-
-    The orders are the trading app's (which builds on this one), so its task is named, not
-    imported. Nothing is evaluated in the ingesting request; if the broker is down, beat's
-    sweeper finds the unchecked quotes later.
-    """
-    if not tickers:
-        return
-
-    def send():
-        task = current_app.tasks[CHECK_ORDERS_TASK]
-        for ticker in sorted(tickers):
-            task.delay(ticker)
-
-    on_commit(send, robust=True)
+def _record_stored(quotes: list[StockData]) -> None:
+    """One `quote` event per stored quote, carrying it as `POST /stocks/` answers it."""
+    events_record([(None, "quote", {"quote": quote_as_dict(quote)}) for quote in quotes])
 
 
 def quote_update(*, quote: StockData, **changes) -> StockData:
@@ -109,12 +87,11 @@ def quote_update(*, quote: StockData, **changes) -> StockData:
         with atomic():
             newest = StockData.objects.filter(ticker=quote.ticker).order_by("-timestamp").first()
             if newest is None or newest.timestamp <= quote.timestamp:
-                # The ticker's latest close changed: check its open orders again.
+                # The ticker's latest close changed: its open orders are checked again.
                 quote.orders_checked_at = None
                 changes["orders_checked_at"] = None
-                check_orders_on_commit({quote.ticker})
             quote.save(update_fields=list(changes) or None)
-            invalidate_on_commit(QUOTES_NAMESPACE)
+            _record_stored([quote])
     except IntegrityError as exc:
         raise DuplicateQuote() from exc
     return quote

@@ -7,6 +7,4 @@ class TransactionsConfig(AppConfig):
     name = "transactions"
 
     def ready(self):
-        # Register the tasks in every process, web included: stocks names one of them
-        # (CHECK_ORDERS_TASK) instead of importing this app.
-        from . import tasks  # noqa: F401
+        from . import subscribers  # noqa: F401  (registers them on the event bus)

@@ -15,6 +15,7 @@ from users.models import User
 ROOT_PATHS = [
     "/",
     "/auth/token/",
+    "/events/",
     "/health/",
     "/stocks/",
     "/stocks/{ticker}/",
@@ -629,6 +630,7 @@ def test_the_schema_documents_the_root_routes_with_token_auth(api_client):
 DOCUMENTED_STATUSES = {
     ("GET", "/"): "200 414 415 431",
     ("POST", "/auth/token/"): "200 400 401 413 414 415 429 431 503",
+    ("GET", "/events/"): "200 400 401 403 404 410 414 415 429 431 503",
     ("GET", "/health/"): "200 414 415 431 503",
     ("GET", "/stocks/"): "200 401 414 415 429 431 503",
     ("POST", "/stocks/"): "201 400 401 403 409 413 414 415 429 431 503",
@@ -656,6 +658,7 @@ DOCUMENTED_STATUSES = {
     ),
 }
 PAGED = [
+    "/events/",
     "/users/",
     "/stocks/AAPL/history/",
     "/transactions/{user_id}/",
@@ -678,7 +681,7 @@ def test_the_schema_is_valid_swagger_2_with_one_id_per_operation(api_client):
 
     validate_spec(schema)
     ids = [operation["operationId"] for operation in operations(schema).values()]
-    assert len(ids) == len(set(ids)) == 19
+    assert len(ids) == len(set(ids)) == 20
 
 
 @pytest.mark.django_db

@@ -12,8 +12,17 @@ from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ParseError
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
+from events.errors import EventsPruned, SinceAhead
 from stockflow.cache import bump, cached, invalidate_on_commit, user_namespace
-from stockflow.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound, TooMany
+from stockflow.errors import (
+    Conflict,
+    DomainError,
+    Gone,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+    TooMany,
+)
 from stockflow.exceptions import exception_handler, status_of
 from stockflow.fields import TickerField, TimestampField, parse_timestamp
 from stockflow.money import (
@@ -567,6 +576,25 @@ DOMAIN_ERRORS = [
             ]
         },
     ),
+    (
+        EventsPruned(pruned_through=12, days=30),
+        410,
+        {
+            "detail": "Events up to seq 12 were pruned (kept 30 days): since must be at least 12. "
+            "Read the current state from the API, then resume from the oldest kept event.",
+            "code": "events_pruned",
+        },
+    ),
+    (
+        SinceAhead(since=9, latest=4),
+        400,
+        {
+            "since": [
+                "since is 9 but this account's latest event is seq 4: a seq this account never "
+                "reached (another account's, or another server's)."
+            ]
+        },
+    ),
 ]
 
 
@@ -584,7 +612,7 @@ def _all_subclasses(cls):
 
 
 def test_every_domain_error_of_the_apps_is_in_the_table_above():
-    kinds = {InvalidInput, NotAllowed, NotFound, Conflict, TooMany}
+    kinds = {InvalidInput, NotAllowed, NotFound, Conflict, Gone, TooMany}
     concrete = {c for c in _all_subclasses(DomainError) if c not in kinds}
 
     assert concrete == {type(error) for error, _, _ in DOMAIN_ERRORS}

@@ -1,19 +1,17 @@
-"""Order events: what WebSocket clients receive, and the one way a service that changed an
-order reads the account, drops the user's cached reads and publishes after the commit."""
+"""Order events: what one states (the order and the account as the change leaves them), and
+recording them in the outbox, in the transaction that made the change."""
 
 from decimal import Decimal
 
-from stockflow.cache import invalidate_on_commit, user_namespace
-from stockflow.events import orders_group, publish_many_on_commit
+from events.services import events_record
 from users.models import User
 
 from ..models import Transaction
 
 
-def order_event(event: str, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> dict:
-    """An order event as WebSocket clients receive it: the order and the account after it."""
+def order_event_data(txn: Transaction, *, balance: Decimal, reserved: Decimal) -> dict:
+    """An order event's data: the order as GET shows it and the account after it."""
     return {
-        "event": event,
         "order": {name: getattr(txn, name) for name in Transaction.API_FIELDS},
         "balance": balance,
         "reserved": reserved,
@@ -21,26 +19,43 @@ def order_event(event: str, txn: Transaction, *, balance: Decimal, reserved: Dec
     }
 
 
-def _events(events, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> list[tuple]:
-    """`(group, event)` pairs for `publish_many_on_commit`: the order's state as it commits."""
-    group = orders_group(txn.user_id)
-    return [(group, order_event(e, txn, balance=balance, reserved=reserved)) for e in events]
+def order_event(event: str, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> dict:
+    """An order event as the streams send it, before the outbox numbers it."""
+    return {"event": event, **order_event_data(txn, balance=balance, reserved=reserved)}
 
 
-def _publish(events, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> None:
-    """Publish one order's events after the commit, in one go (one connection to the layer)."""
-    publish_many_on_commit(_events(events, txn, balance=balance, reserved=reserved))
+def _record(orders: list[tuple[list[str], Transaction]]) -> None:
+    """Record each `(event types, order)` with its account as it stands once the events are
+    numbered: one read for all the accounts, after every change numbered before these (see
+    events_record), so an event never states a balance older than an earlier event's.
 
+    For changes that do not hold the account's lock while they record: submissions, cancel,
+    replace and expiry, triggers. Settlement states the balance it holds locked itself.
+    """
+    placeholders = {txn.user_id: User(pk=txn.user_id) for _, txn in orders}
+    read: dict[int, User] = {}
 
-def _account(user_id: int) -> User:
-    return User.objects.only("balance", "reserved", "username").get(pk=user_id)
+    def account_of(user_id: int) -> User:
+        if not read:
+            read.update(User.objects.only("balance", "reserved", "username").in_bulk(placeholders))
+            for pk, account in read.items():  # the COMMIT handlers invalidate by username
+                placeholders[pk].username = account.username
+        return read[user_id]
 
+    def data_of(txn: Transaction):
+        order = {name: getattr(txn, name) for name in Transaction.API_FIELDS}  # as it is now
 
-def _reload_invalidate_publish(events, txn: Transaction, *, invalidate: bool = True) -> None:
-    """Read the account as `txn` leaves it, drop the user's cached reads once this commits,
-    and publish the order's events with that account. `invalidate=False` only where nothing
-    cached changed (an ioc order that ended at submission, having reserved nothing)."""
-    account = _account(txn.user_id)
-    if invalidate:
-        invalidate_on_commit(user_namespace(account.username))
-    _publish(events, txn, balance=account.balance, reserved=account.reserved)
+        def data() -> dict:
+            account = account_of(txn.user_id)
+            return {
+                "order": order,
+                "balance": account.balance,
+                "reserved": account.reserved,
+                "buying_power": account.balance - account.reserved,
+            }
+
+        return data
+
+    events_record(
+        (placeholders[txn.user_id], type_, data_of(txn)) for types, txn in orders for type_ in types
+    )

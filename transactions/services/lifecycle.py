@@ -20,8 +20,7 @@ from .conditions import (
     _refuse_a_trail_as_wide_as_the_price,
     next_market_close,
 )
-from .events import _reload_invalidate_publish
-from .queueing import _settle_on_commit
+from .events import _record
 from .reservations import _release, _reserve
 
 # The package's one logger: log lines keep `logger=transactions.services`.
@@ -63,7 +62,7 @@ def transaction_cancel(*, transaction: Transaction) -> Transaction:
         txn.status = TransactionStatus.CANCELLED
         txn.settled_at = timezone.now()
         txn.save(update_fields=["status", "settled_at"])
-        _reload_invalidate_publish(["cancelled"], txn)
+        _record([(["cancelled"], txn)])
     logger.info("transaction_cancelled transaction_id=%s user_id=%s", txn.pk, txn.user_id)
     return txn
 
@@ -111,9 +110,7 @@ def _replace_open(txn: Transaction, *, changes: dict, now: datetime) -> None:
     else:
         _reserve(txn, releasing=held)
     txn.save()
-    _reload_invalidate_publish(events, txn)
-    if txn.ready_price is not None:
-        _settle_on_commit(txn.user_id)
+    _record([(events, txn)])
 
 
 def _expire_open(txn: Transaction, *, now: datetime) -> None:
@@ -121,5 +118,5 @@ def _expire_open(txn: Transaction, *, now: datetime) -> None:
     _release(txn)
     _mark_expired(txn, now=now)
     txn.save(update_fields=["status", "failure_reason", "settled_at"])
-    _reload_invalidate_publish(["expired"], txn)
+    _record([(["expired"], txn)])
     logger.info("transaction_expired transaction_id=%s user_id=%s", txn.pk, txn.user_id)

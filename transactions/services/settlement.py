@@ -17,16 +17,14 @@ from django.db.models import Q
 from django.db.transaction import atomic
 from django.utils import timezone
 
-from stockflow.cache import invalidate_on_commit, user_namespace
-from stockflow.events import publish_many_on_commit
+from events.services import events_record
 from stockflow.money import ZERO, cash_to_pay, price_to_pay
 from stockflow.queued import clear_queued
 from users.models import User
 
 from ..models import FailureReason, Position, Transaction, TransactionStatus
 from .conditions import _cash_for, _holds, _past_cutoff
-from .events import _events
-from .queueing import _settlement_mark
+from .events import order_event_data
 
 # The package's one logger: log lines keep `logger=transactions.services`.
 logger = logging.getLogger(__package__)
@@ -115,6 +113,11 @@ def _fill_open(book: _Book, txn: Transaction, price: Decimal) -> str | None:
     return None
 
 
+def settlement_mark(user_id: int) -> str:
+    """The queued mark (stockflow.queued) of a user's settlement task."""
+    return f"settle:{user_id}"
+
+
 def _release_in_book(book: _Book, txn: Transaction) -> None:
     if txn.is_buy:
         book.reserved -= txn.transaction_price
@@ -139,7 +142,7 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
     orders past their expiry.
     """
     # Before reading: a submission that finds the mark still set is read below.
-    clear_queued(_settlement_mark(user_id))
+    clear_queued(settlement_mark(user_id))
     now = timezone.now()
     with atomic():
         # NO KEY UPDATE: still excludes other settlements, but does not block the
@@ -196,14 +199,14 @@ def transactions_settle_for_user(*, user_id: int) -> list[Transaction]:
             txn.settled_at = now
             settled.append((txn, changed))
             # Each order's event carries the account as that order left it.
-            events += _events([txn.status], txn, balance=book.balance, reserved=book.reserved)
+            data = order_event_data(txn, balance=book.balance, reserved=book.reserved)
+            events.append((user, txn.status, data))
 
         User.objects.filter(pk=user_id).update(balance=book.balance, reserved=book.reserved)
         for ticker in sorted(book.changed):
             book.positions[ticker].save()
         _save_settled(settled)
-        invalidate_on_commit(user_namespace(user.username))
-        publish_many_on_commit(events)
+        events_record(events)  # last: it locks the account's event sequence
 
     settled = [txn for txn, _ in settled]
     for txn in settled:

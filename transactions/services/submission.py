@@ -2,8 +2,8 @@
 
 A market order is priced at submission from the ticker's latest close and stored `pending`;
 any other order is stored `open` with a reservation: cash on the user for a buy
-(`reserved`), shares on the position for a sell. The settlement task is enqueued only
-after a row commits.
+(`reserved`), shares on the position for a sell. Either records `submitted`; its subscribers
+(transactions.subscribers) hand what can fill to settlement once the row commits.
 """
 
 import logging
@@ -25,10 +25,9 @@ from .conditions import (
     _refuse_a_trail_as_wide_as_the_price,
     next_market_close,
 )
-from .events import _publish, _reload_invalidate_publish
+from .events import _record
 from .idempotency import _create_once, _row_for_key
 from .lifecycle import _expire_ioc_that_cannot_fill
-from .queueing import _settle_on_commit
 from .reservations import _reserve
 
 # The package's one logger: log lines keep `logger=transactions.services`.
@@ -69,9 +68,7 @@ def transaction_submit(
         order.transaction_price = _cash_for(order, close * transaction_volume)
         with atomic():
             order.save()
-            user.load_money()  # the event states the account; authentication may not have it
-            _publish(["submitted"], order, balance=user.balance, reserved=user.reserved)
-            _settle_on_commit(user.pk)
+            _record([(["submitted"], order)])
     else:
         _submit_conditional(
             order,
@@ -115,14 +112,11 @@ def _submit_conditional(order: Transaction, *, close: Decimal, time_in_force: st
     with atomic():
         if _expire_ioc_that_cannot_fill(order, now=now):
             order.save()
-            # Nothing was reserved, so nothing cached changed.
-            _reload_invalidate_publish(["submitted", "expired"], order, invalidate=False)
+            _record([(["submitted", "expired"], order)])
             return
         _reserve(order)
         order.save()
-        _reload_invalidate_publish(["submitted", *events], order)
-        if order.ready_price is not None:  # marketable: fills at this close
-            _settle_on_commit(order.user_id)
+        _record([(["submitted", *events], order)])
 
 
 def _transaction_for_key(*, user: User, idempotency_key: str) -> Transaction | None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.db.transaction import atomic
 
-from stockflow.cache import invalidate_on_commit, user_namespace
+from events.services import events_record
 from stockflow.money import MAX_BALANCE, MAX_TRANSFER_AMOUNT, ZERO, cash_exact, is_whole_cents
 from users.models import User
 
@@ -66,7 +66,7 @@ def transfer_create(
             balance_after=balance,
             idempotency_key=idempotency_key,
         )
-        invalidate_on_commit(user_namespace(account.username))
+        events_record([(account, "transfer", _transfer_event_data(transfer, account))])
     logger.info(
         "transfer_created transfer_id=%s user_id=%s direction=%s amount=%s balance=%s",
         transfer.pk,
@@ -76,6 +76,24 @@ def transfer_create(
         balance,
     )
     return transfer
+
+
+def _transfer_event_data(transfer: Transfer, account: User) -> dict:
+    """A `transfer` event's data: the transfer as the API shows it and the account after it."""
+    return {
+        "transfer": {
+            "id": transfer.pk,
+            "user_id": account.pk,
+            "username": account.username,
+            "direction": transfer.direction,
+            "amount": transfer.amount,
+            "balance_after": transfer.balance_after,
+            "created_at": transfer.created_at,
+        },
+        "balance": transfer.balance_after,
+        "reserved": account.reserved,
+        "buying_power": transfer.balance_after - account.reserved,
+    }
 
 
 def _transfer_for_key(*, user: User, idempotency_key: str) -> Transfer | None:

@@ -15,14 +15,11 @@ from django.db.models import F, Q
 from django.db.transaction import atomic
 from django.utils import timezone
 
-from stockflow.events import publish_many_on_commit
 from stocks.models import StockData
-from users.models import User
 
 from ..models import OrderType, Transaction, TransactionStatus, TransactionType
 from .conditions import _arm, _past_cutoff, _react
-from .events import _events
-from .queueing import _settle_on_commit
+from .events import _record
 
 OPEN = TransactionStatus.OPEN
 
@@ -127,13 +124,14 @@ def _trigger_changes(order: Transaction, events: list[str]) -> tuple[tuple[str, 
     return tuple(changes)
 
 
-def _apply_close(ticker: str, close: Decimal, now: datetime) -> set[int]:
+def _apply_close(ticker: str, close: Decimal, now: datetime) -> tuple[set[int], list[tuple]]:
     """Move the trailing stops that this close improves, then trigger the open orders it
-    reaches. Returns the users with orders now ready to fill.
+    reaches. Returns the users with orders now ready to fill, and the `(events, order)` of
+    the orders it triggered, to record.
 
     A fixed number of statements whatever the number of orders moved or triggered: one
-    UPDATE moves the stops, one SELECT locks the orders reached, one reads their users'
-    accounts, one UPDATE writes each kind of change."""
+    UPDATE moves the stops, one SELECT locks the orders reached, one UPDATE writes each kind
+    of change."""
     _move_trailing_stops(ticker=ticker, close=close)
     hit = triggered_orders(ticker=ticker, close=close).select_for_update(no_key=True).order_by("id")
     users, triggered, changes = set(), [], defaultdict(list)
@@ -146,23 +144,15 @@ def _apply_close(ticker: str, close: Decimal, now: datetime) -> set[int]:
         if events:
             triggered.append((events, order))
         changes[_trigger_changes(order, events)].append(order.pk)
-    # A "triggered" event states the account as it is: one read for all the users involved.
-    accounts = User.objects.only("balance", "reserved").in_bulk(
-        {order.user_id for _, order in triggered}
-    )
-    published = []
-    for events, order in triggered:
-        account = accounts[order.user_id]
-        published += _events(events, order, balance=account.balance, reserved=account.reserved)
-    publish_many_on_commit(published)
     for values, ids in changes.items():
         Transaction.objects.filter(pk__in=ids).update(**dict(values))
-    return users
+    return users, triggered
 
 
 def orders_check_for_ticker(*, ticker: str) -> set[int]:
-    """Apply the ticker's unchecked quotes, in timestamp order, to its open orders, and hand
-    the orders they make ready to each user's settlement. Returns those users.
+    """Apply the ticker's unchecked quotes, in timestamp order, to its open orders, and mark
+    the orders they reach ready to fill. Returns the users with orders ready to fill (for
+    the task to hand to their settlement).
 
     The quote rows are locked, so two workers checking one ticker take turns, and the second
     finds nothing left; a quote older than one already checked triggers nothing.
@@ -182,12 +172,15 @@ def orders_check_for_ticker(*, ticker: str) -> set[int]:
             .values_list("timestamp", flat=True)
             .first()
         )
-        users = set()
+        users, triggered = set(), []
         for quote in quotes:
             if newest_checked is None or quote.timestamp > newest_checked:
-                users |= _apply_close(ticker, quote.close_price, now)
+                ready, reached = _apply_close(ticker, quote.close_price, now)
+                users |= ready
+                triggered += reached
                 newest_checked = quote.timestamp
         StockData.objects.filter(pk__in=[q.pk for q in quotes]).update(orders_checked_at=now)
-        for user_id in sorted(users):
-            _settle_on_commit(user_id)
+        # After every order lock: recording locks the accounts' event sequences last. Each
+        # "triggered" event states its account as it stands then: one read for them all.
+        _record(triggered)
     return users

@@ -856,8 +856,9 @@ def test_an_empty_idempotency_key_is_refused_with_its_code(user_client, quote):
 def test_submitting_an_order_takes_a_fixed_small_number_of_queries(
     user_client, quote, django_assert_num_queries
 ):
-    # token + caller in one join, latest close, then SAVEPOINT / INSERT / RELEASE.
-    with django_assert_num_queries(5):
+    # token + caller in one join, latest close, then SAVEPOINT / INSERT / number the event /
+    # read the account it states / INSERT the event / RELEASE.
+    with django_assert_num_queries(8):
         response = user_client.post("/transactions/", order())
 
     assert response.status_code == 201

@@ -23,8 +23,14 @@ def run(scenario):
     async_to_sync(scenario)()
 
 
-def order_event(name: str, order_id: int, user_id: int) -> dict:
-    return {"event": name, "order": {"id": order_id, "user_id": user_id}, "balance": "1.00"}
+def order_event(name: str, order_id: int, user_id: int, seq: int = 1) -> dict:
+    """An order event as the relay publishes it: numbered in its account's sequence."""
+    return {
+        "event": name,
+        "seq": seq,
+        "order": {"id": order_id, "user_id": user_id},
+        "balance": "1.00",
+    }
 
 
 def authorization(value: str) -> list[tuple[bytes, bytes]]:
@@ -103,11 +109,15 @@ def test_a_user_receives_only_their_own_order_events():
         # Bob asking for Alice's stream by any parameter still gets his own.
         nosy, _ = await connect(f"/ws/orders/?token={bob.auth_token.key}&user_id={alice.pk}")
         await sync_to_async(publish)(orders_group(alice.pk), order_event("submitted", 1, alice.pk))
-        await sync_to_async(publish)(orders_group(alice.pk), order_event("completed", 1, alice.pk))
+        await sync_to_async(publish)(
+            orders_group(alice.pk), order_event("completed", 1, alice.pk, seq=2)
+        )
         await sync_to_async(publish)(orders_group(bob.pk), order_event("failed", 2, bob.pk))
 
         assert await alice_client.receive_json_from() == order_event("submitted", 1, alice.pk)
-        assert await alice_client.receive_json_from() == order_event("completed", 1, alice.pk)
+        assert await alice_client.receive_json_from() == order_event(
+            "completed", 1, alice.pk, seq=2
+        )
         assert await alice_client.receive_nothing(timeout=0.2)
         for client in (bob_client, nosy):
             assert await client.receive_json_from() == order_event("failed", 2, bob.pk)

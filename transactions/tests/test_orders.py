@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from events.models import Event
 from stocks.models import StockData
 from stocks.services import quotes_ingest
 from stocks.tests.factories import StockDataFactory
@@ -21,14 +22,12 @@ from transactions.errors import (
 )
 from transactions.models import Position, Transaction
 from transactions.services import (
-    events,
-    orders_expire_due,
-    settlement,
+    orders_due_to_expire,
     submission,
     transaction_submit,
     triggered_orders,
-    triggers,
 )
+from transactions.tasks import expire_orders_task
 from transactions.tests.factories import PositionFactory
 from users.tests.factories import UserFactory
 
@@ -405,11 +404,12 @@ def test_a_day_order_expires_at_the_cut_off_and_releases_its_reservation(market,
     now = timezone.now()
     cutoff = now.replace(hour=21, minute=0, second=0, microsecond=0)
     assert txn.expires_at == (cutoff if cutoff > now else cutoff + timedelta(days=1))
-    assert orders_expire_due() == []
+    assert orders_due_to_expire() == []
 
     Transaction.objects.filter(pk=txn.pk).update(expires_at=now - timedelta(seconds=1))
+    assert orders_due_to_expire() == [user.pk]
     with commits():
-        assert orders_expire_due() == [user.pk]
+        assert expire_orders_task() == 1  # hands them to settlement, which expires them
 
     assert state(txn)[:2] == ("expired", "expired")
     assert account(user) == (Decimal("1000.00"), Decimal("0.00"))
@@ -685,7 +685,7 @@ def test_a_day_order_reached_after_its_cut_off_expires_instead_of_filling(market
     market("90.0000")  # before beat's expiry task ran
     assert state(txn)[0] == "open"
     with commits():
-        orders_expire_due()
+        expire_orders_task()
 
     assert state(txn)[:2] == ("expired", "expired")
     assert account(user) == (Decimal("1000.00"), Decimal("0.00"))
@@ -740,16 +740,14 @@ def test_a_retry_that_loses_to_its_own_first_request_gets_the_first_order(market
     assert Transaction.objects.count() == 1
 
 
-def test_each_settled_orders_event_carries_the_balance_that_order_left(market, monkeypatch):
+def test_each_settled_orders_event_carries_the_balance_that_order_left(market):
     user = UserFactory(balance=Decimal("1000.00"))
-    sent = []
-    for module in (events, settlement, triggers):  # every module that publishes
-        monkeypatch.setattr(module, "publish_many_on_commit", sent.extend)
     for volume in (2, 3):
         transaction_submit(
             user=user, ticker="AAPL", transaction_type="BUY", transaction_volume=volume
         )
     services.transactions_settle_for_user(user_id=user.pk)
 
-    settled = [(e["event"], e["balance"]) for _, e in sent if e["event"] != "submitted"]
-    assert settled == [("completed", Decimal("800.00")), ("completed", Decimal("500.00"))]
+    recorded = Event.objects.filter(account=user).order_by("seq")
+    settled = [(e.seq, e.type, e.data["balance"]) for e in recorded if e.type != "submitted"]
+    assert settled == [(3, "completed", "800.00"), (4, "completed", "500.00")]

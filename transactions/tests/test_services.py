@@ -12,7 +12,7 @@ from django.utils import timezone
 from stockflow.exceptions import status_of
 from stocks.errors import UnknownTicker
 from stocks.tests.factories import StockDataFactory
-from transactions import services
+from transactions import services, tasks
 from transactions.errors import NotPending
 from transactions.models import (
     FailureReason,
@@ -22,12 +22,11 @@ from transactions.models import (
     TransactionType,
 )
 from transactions.services import (
-    queueing,
     submission,
     transaction_cancel,
     transaction_submit,
-    transactions_requeue_stale,
     transactions_settle_for_user,
+    transactions_stale,
 )
 from transactions.tasks import settle_user_transactions_task, sweep_pending_transactions_task
 from transactions.tests.factories import PositionFactory, TransactionFactory
@@ -40,8 +39,9 @@ FAILED, CANCELLED = TransactionStatus.FAILED, TransactionStatus.CANCELLED
 SETTLED_EARLIER = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 # Measured: SAVEPOINT, lock user, lock pending, lock positions, update balance, save the
-# position, one UPDATE of the transactions per outcome, RELEASE SAVEPOINT — the same for 1 or 10.
-SETTLE_ONE_TICKER_QUERIES = 8
+# position, one UPDATE of the transactions per outcome, the events (numbered and inserted in
+# one statement), RELEASE SAVEPOINT — the same for 1 or 10.
+SETTLE_ONE_TICKER_QUERIES = 9
 
 pytestmark = pytest.mark.django_db
 
@@ -157,7 +157,7 @@ def test_submit_enqueues_settlement_only_when_the_row_commits(django_capture_on_
         txn = transaction_submit(
             user=user, ticker="AAPL", transaction_type=BUY, transaction_volume=2
         )
-    assert len(callbacks) == 2  # the "submitted" event, then the settlement task
+    assert len(callbacks) == 1  # the "submitted" event's: its subscriber enqueues settlement
     assert outcome(txn) == (PENDING, None)
 
     for callback in callbacks:  # the commit: tasks run eagerly in unit tests
@@ -171,7 +171,7 @@ def test_submit_enqueues_settlement_only_when_the_row_commits(django_capture_on_
 def enqueued(monkeypatch):
     """The users whose settlement was enqueued, in order; the tasks themselves do not run."""
     users = []
-    monkeypatch.setattr(queueing, "_enqueue_settlement", users.append)
+    monkeypatch.setattr(tasks, "_enqueue_settlement", users.append)
     return users
 
 
@@ -212,7 +212,7 @@ def test_a_submission_whose_enqueue_fails_lets_the_next_one_enqueue(
         attempts.append(user_id)
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(queueing, "_enqueue_settlement", broker_down)
+    monkeypatch.setattr(tasks, "_enqueue_settlement", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         submit_buy(user)  # robust on_commit: logged, the order stays stored
     with django_capture_on_commit_callbacks(execute=True):
@@ -225,10 +225,11 @@ def test_a_submission_whose_enqueue_fails_lets_the_next_one_enqueue(
 def test_the_sweeper_enqueues_even_while_a_mark_says_queued(enqueued, settings):
     user = UserFactory(balance=Decimal("1000.00"))
     StockDataFactory(ticker="AAPL", close_price=Decimal("100.0000"))
-    queueing._request_settlement(user.pk)  # a mark whose task the broker then lost
+    settings.SWEEP_PENDING_AFTER_SECONDS = 5.0
+    tasks.request_settlement([user.pk])  # a mark whose task the broker then lost
     TransactionFactory(user=user, timestamp=timezone.now() - timedelta(seconds=60))
 
-    assert transactions_requeue_stale(older_than_seconds=5) == [user.pk]
+    assert sweep_pending_transactions_task() == 1
     assert enqueued == [user.pk, user.pk]
 
 
@@ -238,7 +239,7 @@ def test_settling_a_batch_writes_one_update_per_outcome(django_assert_num_querie
     short = TransactionFactory(user=user, unit_price=Decimal("100.0000"))
 
     # SAVEPOINT, lock user, lock pending, lock positions, update balance, save the position,
-    # one UPDATE for the two fills and one for the failure, RELEASE SAVEPOINT.
+    # one UPDATE for the two fills and one for the failure, the events, RELEASE SAVEPOINT.
     with django_assert_num_queries(SETTLE_ONE_TICKER_QUERIES + 1):
         settle(user)
 
@@ -694,9 +695,10 @@ def age(txn, seconds: float) -> None:
     )
 
 
-def test_requeue_picks_only_users_with_pending_transactions_older_than_the_cutoff(monkeypatch):
-    enqueued = []
-    monkeypatch.setattr("transactions.services.queueing._enqueue_settlement", enqueued.append)
+def test_requeue_picks_only_users_with_pending_transactions_older_than_the_cutoff(
+    enqueued, settings
+):
+    settings.SWEEP_PENDING_AFTER_SECONDS = 5.0
     stale_a, stale_b, fresh, settled, cancelled = UserFactory.create_batch(5)
     for txn in TransactionFactory.create_batch(2, user=stale_a):
         age(txn, 60)
@@ -706,19 +708,20 @@ def test_requeue_picks_only_users_with_pending_transactions_older_than_the_cutof
     age(TransactionFactory(user=settled, status=FAILED, settled_at=SETTLED_EARLIER), 600)
     age(TransactionFactory(user=cancelled, status=CANCELLED, settled_at=SETTLED_EARLIER), 600)
 
-    requeued = transactions_requeue_stale(older_than_seconds=5)
+    requeued, tickers = transactions_stale(older_than_seconds=5)
 
-    assert requeued == sorted([stale_a.pk, stale_b.pk])
+    assert (requeued, tickers) == (sorted([stale_a.pk, stale_b.pk]), [])
+    assert sweep_pending_transactions_task() == 2
     assert enqueued == requeued  # each user once, even with two stale transactions
     assert Transaction.objects.filter(status=PENDING).count() == 4  # enqueued, not settled
 
 
-def test_requeue_with_nothing_stale_enqueues_nothing(monkeypatch):
-    enqueued = []
-    monkeypatch.setattr("transactions.services.queueing._enqueue_settlement", enqueued.append)
+def test_requeue_with_nothing_stale_enqueues_nothing(enqueued, settings):
+    settings.SWEEP_PENDING_AFTER_SECONDS = 5.0
     age(TransactionFactory(), 4)
 
-    assert transactions_requeue_stale(older_than_seconds=5) == []
+    assert transactions_stale(older_than_seconds=5) == ([], [])
+    assert sweep_pending_transactions_task() == 0
     assert enqueued == []
 
 

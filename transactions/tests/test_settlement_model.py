@@ -16,6 +16,7 @@ import pytest
 from django.db.transaction import atomic, set_rollback
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import providers
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
@@ -27,6 +28,7 @@ from hypothesis.stateful import (
 
 from stocks.errors import UnknownTicker
 from stocks.services import quotes_ingest
+from transactions import tasks
 from transactions.errors import InsufficientBuyingPower, InsufficientShares, NotOpen, NotPending
 from transactions.models import (
     FailureReason,
@@ -40,7 +42,6 @@ from transactions.models import (
 from transactions.services import (
     conditions,
     orders_check_for_ticker,
-    queueing,
     settlement,
     transaction_cancel,
     transaction_replace,
@@ -52,10 +53,10 @@ from transactions.services import (
 from users.models import User
 from users.tests.factories import UserFactory
 
-# The machine below patches `services._enqueue_settlement`: the enqueue, in `queueing`. With
-# derandomize, hypothesis seeds a machine from its class's source, so the name stays as it was
-# and the machine runs the examples it always ran (a new seed missed the exact-balance bug).
-services = queueing
+# The machine below patches `services._enqueue_settlement`: the enqueue, in `transactions.tasks`.
+# With derandomize, hypothesis seeds a machine from its class's source, so the name stays as it
+# was and the machine runs the examples it always ran (a new seed missed the exact-balance bug).
+services = tasks
 
 BUY, SELL = TransactionType.BUY, TransactionType.SELL
 PENDING, COMPLETED = TransactionStatus.PENDING, TransactionStatus.COMPLETED
@@ -66,6 +67,7 @@ STOP_BUY_COLLAR = Decimal("1.05")  # the setting's default: stop buys reserve 5 
 INSUFFICIENT_FUNDS = FailureReason.INSUFFICIENT_FUNDS
 INSUFFICIENT_SHARES = FailureReason.INSUFFICIENT_SHARES
 
+EMPTY_CONSTANTS = providers.Constants()
 TICKERS = ("AAPL", "MSFT", "BRK.B")
 NEVER_QUOTED = "NOPE"
 MAX_USERS = 3  # a few users, so that each trades often enough to build and sell positions
@@ -857,6 +859,18 @@ class SettlementMachine(RuleBasedStateMachine):
         ):
             booked = quantity * average_cost
             assert pnl <= cash_made.get((user_id, ticker), ZERO_CASH) + booked, (user_id, ticker)
+
+
+@pytest.fixture(autouse=True)
+def _examples_independent_of_the_rest_of_the_code(monkeypatch):
+    """Hypothesis mixes the literals of every local module it has seen into what it draws
+    (`providers._get_local_constants`), so adding any module anywhere (or a test run loading
+    more of them) changed the examples below, and the mutation tests missed their bug once.
+    Without them the examples depend only on the machine's source and hypothesis' version."""
+    monkeypatch.setattr(providers, "_get_local_constants", lambda: EMPTY_CONSTANTS)
+    providers.CONSTANTS_CACHE.cache.clear()  # allowed constants computed by earlier tests
+    yield
+    providers.CONSTANTS_CACHE.cache.clear()
 
 
 def test_settlement_matches_the_reference_model_over_random_operations(db):
