@@ -1,14 +1,15 @@
 """The relay: committed events handed to their RELAY subscribers, at least once, in order.
 
 One stream (an account's events, or the market's) is relayed by one worker at a time: the
-relay takes the stream's advisory lock, reads its unrelayed rows in `seq` order, hands them
-to the handlers and marks them relayed, all in one transaction. A relay that dies before
-its commit leaves them unrelayed, so they are handed over again (at least once); one that
-waits for the lock reads only what the first left. The sweep relays what no relay came
-for (a process killed between its commit and its request), and runs their COMMIT handlers
-too, which that process may never have run.
+relay takes the stream's advisory lock, claims its unrelayed rows in `seq` order (marking
+them relayed), hands them to the handlers and commits, all in one transaction. A relay
+that dies before its commit leaves them unrelayed, so they are handed over again (at least
+once); one that waits for the lock claims only what the first left. The sweep relays what
+no relay came for (a process killed between its commit and its request), and runs their
+COMMIT handlers too, which that process may never have run.
 """
 
+import json
 import logging
 from contextlib import contextmanager
 from datetime import timedelta
@@ -18,6 +19,7 @@ from django.db.transaction import atomic
 from django.utils import timezone
 
 from stockflow.queued import clear_queued
+from users.models import User
 
 from . import bus
 from .models import Event
@@ -38,21 +40,56 @@ def _lock_stream(account_id: int | None) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, stream])
 
 
+# Claims the batch and marks it relayed in one statement; the relay's transaction commits
+# the mark only once the handlers have run.
+CLAIM_SQL = """
+UPDATE {events} SET relayed_at = %s
+WHERE relayed_at IS NULL AND id IN (
+    SELECT id FROM {events} WHERE {stream} AND relayed_at IS NULL ORDER BY id LIMIT %s
+)
+RETURNING id, account_id, seq, type, data, created_at
+"""
+FIELDS = ("id", "account_id", "seq", "type", "data", "created_at")
+
+
+def _claim(account_id: int | None) -> list[Event]:
+    """The stream's next unrelayed events, oldest first, marked relayed in this transaction."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        batch = list(
+            Event.objects.filter(account_id=account_id, relayed_at__isnull=True)
+            .only(*FIELDS)
+            .order_by("id")[:BATCH]
+        )
+        Event.objects.filter(pk__in=[event.pk for event in batch]).update(relayed_at=now)
+        return batch
+    stream = "account_id IS NULL" if account_id is None else "account_id = %s"
+    params = [now] + ([] if account_id is None else [account_id]) + [BATCH]
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL.format(events=Event._meta.db_table, stream=stream), params)
+        batch = [Event(**dict(zip(FIELDS, values, strict=True))) for values in cursor.fetchall()]
+    for event in batch:  # Django has psycopg2 hand jsonb over as text
+        if isinstance(event.data, str):
+            event.data = json.loads(event.data)
+    return sorted(batch, key=lambda event: event.pk)
+
+
+def _with_usernames(batch: list[Event]) -> None:
+    """Load the accounts' usernames, which COMMIT handlers invalidate caches by."""
+    accounts = User.objects.only("username").in_bulk({event.account_id for event in batch})
+    for event in batch:
+        if event.account_id is not None:
+            event.account = accounts[event.account_id]
+
+
 def _relay_batch(account_id: int | None, *, recover: bool) -> list[Event]:
     with atomic():
         _lock_stream(account_id)
-        batch = list(
-            Event.objects.filter(account_id=account_id, relayed_at__isnull=True)
-            .select_related("account")
-            .only("id", "account_id", "seq", "type", "data", "created_at", "account__username")
-            .order_by("id")[:BATCH]
-        )
+        batch = _claim(account_id)
         if batch:
             bus.deliver(bus.RELAY, batch, raise_errors=True)
-            Event.objects.filter(pk__in=[event.pk for event in batch]).update(
-                relayed_at=timezone.now()
-            )
     if recover and batch:  # after the commit, as their recording process would have
+        _with_usernames(batch)
         bus.deliver(bus.COMMIT, batch, raise_errors=False)
     return batch
 

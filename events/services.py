@@ -2,9 +2,13 @@
 
 `events_record` numbers each account's events from its `EventSequence` row (an upsert that
 locks it until the commit: the last lock any recording takes, so it cannot close a cycle
-with the user, order and position locks taken before it), inserts them,
-and hands them to the bus once the transaction commits. Rolled back, they never happened.
-On PostgreSQL numbering and inserting are one statement.
+with the user, order and position locks taken before it), inserts them, and hands them to
+the bus once the transaction commits. Rolled back, they never happened.
+
+An account event may ask for the account's state (`WithAccountState`): its `balance`,
+`reserved` and `buying_power`, read once the event is numbered, so they include every change
+numbered before it. On PostgreSQL numbering and inserting take one statement, or two when an
+event asks for the account's state (the read must start after the numbering's lock).
 """
 
 import json
@@ -21,90 +25,156 @@ from users.models import User
 from . import bus
 from .models import Event, EventSequence
 
+
+class WithAccountState(dict):
+    """Event data to which the recording adds the account's `balance`, `reserved` and
+    `buying_power` as they stand once the event is numbered.
+
+    For a change that does not hold the account's lock while it records (a market order, a
+    sell's reservation, a trigger): a balance read before the numbering could predate a
+    settlement numbered before this event, and the stream would show it going back.
+    """
+
+
 NUMBER_SQL = """
-INSERT INTO {table} (account_id, last_seq) VALUES {values}
-ON CONFLICT (account_id) DO UPDATE SET last_seq = {table}.last_seq + EXCLUDED.last_seq
+INSERT INTO {sequences} AS sequence (account_id, last_seq) VALUES {counts}
+ON CONFLICT (account_id) DO UPDATE SET last_seq = sequence.last_seq + EXCLUDED.last_seq
 RETURNING account_id, last_seq
 """
 
-
-def _number(counts: dict[int, int]) -> dict[int, int]:
-    """Take `counts[account]` numbers for each account; return the first of each.
-
-    One statement for all the accounts, in id order (the order it locks them in), so two
-    recordings of several accounts each (order checks of two tickers) cannot deadlock.
-    """
-    accounts = sorted(counts)
-    sql = NUMBER_SQL.format(
-        table=EventSequence._meta.db_table, values=", ".join(["(%s, %s)"] * len(accounts))
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value for account in accounts for value in (account, counts[account])])
-        last = dict(cursor.fetchall())
-    return {account: last[account] - counts[account] + 1 for account in accounts}
-
-
-# PostgreSQL numbers and inserts in one statement: the numbers come back from the upsert and
-# go straight into the rows (`total - k`: how many of the account's numbers come after row k).
+# Numbered and inserted in one statement: the numbers come back from the upsert and go
+# straight into the rows (`after`: how many of the account's numbers come after the row's).
 RECORD_SQL = """
-WITH numbered AS (
-    INSERT INTO {sequences} AS sequence (account_id, last_seq) VALUES {counts}
-    ON CONFLICT (account_id) DO UPDATE SET last_seq = sequence.last_seq + EXCLUDED.last_seq
-    RETURNING account_id, last_seq
-)
+WITH numbered AS ({number})
 INSERT INTO {events} (account_id, seq, type, data, created_at)
 SELECT entry.account_id, numbered.last_seq - entry.after, entry.type, entry.data::jsonb,
        entry.created_at
 FROM (VALUES {entries}) AS entry (position, account_id, after, type, data, created_at)
 JOIN numbered USING (account_id)
 ORDER BY entry.position
-RETURNING id, account_id, seq
+RETURNING id, account_id, seq, data
+"""
+
+# Inserted once numbered, in a statement of its own, so its snapshot includes every commit
+# before the numbering's lock was granted: the account's state as of the event's seq.
+STATE_SQL = """
+WITH inserted AS (
+    INSERT INTO {events} (account_id, seq, type, data, created_at)
+    SELECT entry.account_id, entry.seq, entry.type,
+           CASE WHEN entry.with_state THEN entry.data::jsonb || jsonb_build_object(
+               'balance', account.balance::text,
+               'reserved', account.reserved::text,
+               'buying_power', (account.balance - account.reserved)::text
+           ) ELSE entry.data::jsonb END,
+           entry.created_at
+    FROM (VALUES {entries}) AS entry (position, account_id, seq, type, data, created_at, with_state)
+    JOIN {users} AS account ON account.id = entry.account_id
+    ORDER BY entry.position
+    RETURNING id, account_id, seq, data
+)
+SELECT inserted.id, inserted.account_id, inserted.seq, inserted.data, account.username
+FROM inserted JOIN {users} AS account ON account.id = inserted.account_id
 """
 
 
-def _insert_numbered(rows: list[Event]) -> None:
-    """Number and insert account events in one statement (PostgreSQL); sets their id and seq."""
-    counts = Counter(row.account_id for row in rows)
-    accounts = sorted(counts)  # the order the upsert locks them in
-    left = dict(counts)
-    params, entries = [], []
-    for position, row in enumerate(rows):
-        left[row.account_id] -= 1
-        entries.append("(%s, %s::bigint, %s, %s, %s, %s::timestamptz)")
-        params += [position, row.account_id, left[row.account_id], row.type]
-        params += [json.dumps(row.data), row.created_at]
-    sql = RECORD_SQL.format(
-        sequences=EventSequence._meta.db_table,
-        events=Event._meta.db_table,
-        counts=", ".join(["(%s, %s)"] * len(accounts)),
-        entries=", ".join(entries),
+def _number_sql(counts: dict[int, int]) -> tuple[str, list]:
+    """The upsert taking `counts[account]` numbers for each account, in id order (the order it
+    locks them in), so two recordings of several accounts each cannot deadlock."""
+    accounts = sorted(counts)
+    sql = NUMBER_SQL.format(
+        sequences=EventSequence._meta.db_table, counts=", ".join(["(%s, %s)"] * len(accounts))
     )
+    return sql, [value for account in accounts for value in (account, counts[account])]
+
+
+def _number(rows: list[Event]) -> None:
+    """Give each account row its seq (one statement), in the rows' order."""
+    sql, params = _number_sql(Counter(row.account_id for row in rows))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [v for a in accounts for v in (a, counts[a])] + params)
-        returned = sorted(cursor.fetchall(), key=lambda r: (r[1], r[2]))
-    by_account = {}
-    for pk, account_id, seq in returned:
-        by_account.setdefault(account_id, []).append((pk, seq))
-    for row in rows:  # an account's rows, in order, took its numbers in order
-        row.pk, row.seq = by_account[row.account_id].pop(0)
-
-
-def _insert(rows: list[Event], *, read_after_numbering: bool) -> None:
-    accounts = [row for row in rows if row.account_id is not None]
-    if accounts and connection.vendor == "postgresql" and not read_after_numbering:
-        _insert_numbered(accounts)
-        market = [row for row in rows if row.account_id is None]
-        if market:
-            Event.objects.bulk_create(market)
-        return
-    if accounts:
-        first = _number(Counter(row.account_id for row in accounts))
-        for row in accounts:
-            row.seq = first[row.account_id]
-            first[row.account_id] += 1
+        cursor.execute(sql, params)
+        last = dict(cursor.fetchall())
+    counts = Counter(row.account_id for row in rows)
+    following = {account: last[account] - counts[account] for account in counts}
     for row in rows:
-        if callable(row.data):  # read now: after every change numbered before this one
-            row.data = as_json(row.data())
+        following[row.account_id] += 1
+        row.seq = following[row.account_id]
+
+
+def _stored(rows: list[Event], returned: list[tuple]) -> None:
+    """Copy what the database made of each row (id, seq, data, and the username the COMMIT
+    handlers invalidate by) onto it: an account's rows, in order, took its numbers in order."""
+    by_account: dict[int, list] = {}
+    for values in sorted(returned, key=lambda values: (values[1], values[2])):
+        by_account.setdefault(values[1], []).append(values)
+    for row in rows:
+        pk, _, row.seq, data, *username = by_account[row.account_id].pop(0)
+        row.pk, row.data = pk, data if isinstance(data, dict) else json.loads(data)
+        if username:
+            row.account.username = username[0]
+
+
+def _values(columns: list[tuple]) -> tuple[str, list]:
+    """A VALUES list of (position, *columns) per row, and its parameters."""
+    placeholders, params = [], []
+    for position, row in enumerate(columns):
+        values = [position, *row]
+        placeholders.append("(" + ", ".join(["%s"] * len(values)) + ")")
+        params += values
+    return ", ".join(placeholders), params
+
+
+def _insert_postgresql(rows: list[Event]) -> None:
+    events, users = Event._meta.db_table, User._meta.db_table
+    with_state = any(isinstance(row.data, WithAccountState) for row in rows)
+    if with_state:
+        _number(rows)
+        entries, params = _values(
+            [
+                (
+                    row.account_id,
+                    row.seq,
+                    row.type,
+                    json.dumps(row.data),
+                    row.created_at,
+                    isinstance(row.data, WithAccountState),
+                )
+                for row in rows
+            ]
+        )
+        sql = STATE_SQL.format(events=events, users=users, entries=entries)
+    else:
+        left = Counter(row.account_id for row in rows)
+        columns = []
+        for row in rows:
+            left[row.account_id] -= 1
+            data = json.dumps(row.data)
+            columns.append((row.account_id, left[row.account_id], row.type, data, row.created_at))
+        entries, params = _values(columns)
+        number, number_params = _number_sql(Counter(row.account_id for row in rows))
+        sql = RECORD_SQL.format(number=number, events=events, entries=entries)
+        params = number_params + params
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        _stored(rows, cursor.fetchall())
+
+
+def _insert_elsewhere(rows: list[Event]) -> None:
+    """SQLite (the embedded mode): number, read the accounts asked for, insert."""
+    _number(rows)
+    wanted = {row.account_id for row in rows if isinstance(row.data, WithAccountState)}
+    accounts = User.objects.only("balance", "reserved", "username").in_bulk(wanted)
+    for row in rows:
+        if isinstance(row.data, WithAccountState):
+            account = accounts[row.account_id]
+            row.account.username = account.username
+            row.data = as_json(
+                {
+                    **row.data,
+                    "balance": account.balance,
+                    "reserved": account.reserved,
+                    "buying_power": account.balance - account.reserved,
+                }
+            )
     Event.objects.bulk_create(rows)
 
 
@@ -112,27 +182,33 @@ def events_record(entries: Iterable[tuple[User | None, str, dict]]) -> list[Even
     """Record `(account or None, type, data)` entries, in order, in the surrounding transaction
     (or one of their own); the bus gets them once it commits. Returns the new rows.
 
-    Pass the account's User instance where the caller has it: COMMIT handlers read from it
-    (its username, to invalidate its cache) without another query.
-
-    `data` may be a function instead, called once the events are numbered: what it reads then
-    includes every change numbered before them. A change that does not hold the account's
-    lock (a market order, a sell's reservation, a trigger) reads the account's balance so,
-    or an event numbered after a settlement could state the balance from before it.
+    Pass the account's User instance where the caller has one: COMMIT handlers read its
+    username (to invalidate its cache) from it; for data `WithAccountState` the recording
+    reads it itself.
     """
     now = timezone.now()
     rows = [
         Event(
             account=account,
             type=type_,
-            data=data if callable(data) else as_json(data),
+            data=WithAccountState(as_json(data))
+            if isinstance(data, WithAccountState)
+            else as_json(data),
             created_at=now,
         )
         for account, type_, data in entries
     ]
     if not rows:
         return []
+    accounts = [row for row in rows if row.account_id is not None]
     with atomic(savepoint=False):
-        _insert(rows, read_after_numbering=any(callable(row.data) for row in rows))
+        if accounts:
+            if connection.vendor == "postgresql":
+                _insert_postgresql(accounts)
+            else:
+                _insert_elsewhere(accounts)
+        market = [row for row in rows if row.account_id is None]
+        if market:
+            Event.objects.bulk_create(market)
         on_commit(lambda: bus.dispatch(rows), robust=True)
     return rows

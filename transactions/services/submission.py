@@ -68,7 +68,7 @@ def transaction_submit(
         order.transaction_price = _cash_for(order, close * transaction_volume)
         with atomic():
             order.save()
-            _record([(["submitted"], order)])
+            _record([(["submitted"], order)], account=user)
     else:
         _submit_conditional(
             order,

@@ -857,8 +857,8 @@ def test_submitting_an_order_takes_a_fixed_small_number_of_queries(
     user_client, quote, django_assert_num_queries
 ):
     # token + caller in one join, latest close, then SAVEPOINT / INSERT / number the event /
-    # read the account it states / INSERT the event / RELEASE.
-    with django_assert_num_queries(8):
+    # INSERT it with the account as of its number / RELEASE.
+    with django_assert_num_queries(7):
         response = user_client.post("/transactions/", order())
 
     assert response.status_code == 201

@@ -257,11 +257,11 @@ def test_one_quote_moving_20000_trailing_stops_is_checked_in_a_few_seconds():
 
 
 # SAVEPOINT, lock the quotes, the newest checked quote, move the trailing stops (one UPDATE),
-# lock the orders the close reaches, read their accounts (one SELECT for every user), one
-# UPDATE per kind of change (limits made ready; stops triggered and ready; stop-limits
-# triggered and re-armed at their limit, ready), mark the quote checked, number the
-# "triggered" events and insert them (one statement each, for every account), RELEASE SAVEPOINT.
-CHECK_QUERIES = 13
+# lock the orders the close reaches, one UPDATE per kind of change (limits made ready; stops
+# triggered and ready; stop-limits triggered and re-armed at their limit, ready), mark the
+# quote checked, number the "triggered" events, insert them with their accounts as of their
+# numbers (one statement each, for every account), RELEASE SAVEPOINT.
+CHECK_QUERIES = 12
 
 
 @postgres_only
