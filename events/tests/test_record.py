@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.db.transaction import atomic
 
 from events import bus
@@ -201,6 +202,36 @@ def test_a_market_submission_records_submitted_with_the_pending_order_and_the_ac
         "reserved": "0.00",
         "buying_power": "1000.00",
     }
+
+
+def test_a_market_order_states_the_balance_as_of_its_seq_not_as_its_caller_loaded_it():
+    """The account object a caller holds may predate a deposit (or a settlement) numbered
+    before this event: the event must not show the balance going back."""
+    user = User.objects.get(pk=UserFactory(balance=Decimal("1000.00")).pk)
+    StockDataFactory(ticker="AAPL", close_price=Decimal("100.0000"))
+    transfer_create(user=user, direction="deposit", amount=Decimal("500.00"))
+
+    transaction_submit(user=user, ticker="AAPL", transaction_type=BUY, transaction_volume=2)
+
+    assert stream(user) == [(1, "transfer"), (2, "submitted")]
+    states = [(e.data["balance"], e.data["buying_power"]) for e in Event.objects.order_by("seq")]
+    assert states == [("1500.00", "1500.00"), ("1500.00", "1500.00")]
+    assert user.balance == Decimal("1000.00")  # the caller's object, stale as it was
+
+
+def test_an_order_event_recorded_without_postgresql_states_the_account_the_same_way(
+    monkeypatch,
+):
+    """SQLite (the embedded mode) reads the account after numbering in Python instead."""
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    user = User.objects.get(pk=UserFactory(balance=Decimal("1000.00")).pk)
+    StockDataFactory(ticker="AAPL", close_price=Decimal("100.0000"))
+    transfer_create(user=user, direction="deposit", amount=Decimal("500.00"))
+
+    transaction_submit(user=user, ticker="AAPL", transaction_type=BUY, transaction_volume=2)
+
+    assert stream(user) == [(1, "transfer"), (2, "submitted")]
+    assert (data_of(user, 2)["balance"], data_of(user, 2)["reserved"]) == ("1500.00", "0.00")
 
 
 def test_settlement_records_completed_and_failed_with_the_balance_after_each_order():
