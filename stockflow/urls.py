@@ -51,7 +51,14 @@ api_info = openapi.Info(
         "(a token in `Authorization: Token <key>` or `?token=<key>`, else the handshake is "
         "refused with 403) sends the caller's own order events (`submitted`, `triggered`, "
         "`completed`, `failed`, `cancelled`, `expired`, `replaced`) with the order and the "
-        "new `balance`, `reserved` and `buying_power`, and closes with code 4401 once its "
+        "new `balance`, `reserved` and `buying_power`, and a `transfer` event for each deposit "
+        "or withdrawal, each with the account's `seq` (1, 2, 3, ... with no gap) and its "
+        "`created_at`. `/ws/orders/?since=<seq>` first replays the events after that seq (as "
+        "`GET /events/?since=` lists them), then goes on live, never sending a seq twice; "
+        'every `WS_HEARTBEAT_SECONDS` (15) it sends `{"type": "heartbeat", "event": '
+        '"heartbeat", "seq": <the last seq sent>}`. A `since` it cannot resume from gets an '
+        "`error` event and close code 4400 (`invalid_since`, `since_ahead`) or 4410 "
+        "(`events_pruned`). The stream closes with code 4401 once its "
         "token is deleted, the account deactivated or its password changed. A client address "
         "may hold 20 `/ws/quotes/` connections at once (`WS_MAX_CONNECTIONS_PER_ADDRESS`); "
         "one more gets an `error` event `too_many_connections` and close code 4429. Served "

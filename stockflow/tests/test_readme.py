@@ -101,13 +101,45 @@ def assert_walkthrough_outcome(output: str):
     assert '"cash":"9577.50"' in output, output
     assert '"direction":"deposit","amount":"500.00"' in output, output
     assert '"balance":"10047.50"' in output, output
-    # The limit order: open and reserving, its two live events, then filled at the close.
+    # The limit order: open and reserving, then filled at the close.
     assert '"status":"open"' in output and '"reserved":"200.00"' in output, output
-    assert '{"event":"submitted","order":{' in output, output
-    assert '{"event":"completed","order":{' in output, output
     assert '"filled_price":"39.8000"' in output, output
     assert '"status":"failed"' not in output, output
     assert '"status":"pending"' in output, output  # the submissions' own responses
+    # The /ws/orders/ listener: the limit order's two events and the deposit's, numbered
+    # after the market buy's and sell's four, each with its seq and created_at.
+    stream = [json.loads(line) for line in output.splitlines() if line.startswith('{"event":')]
+    assert [(event["event"], event["seq"]) for event in stream] == [
+        ("submitted", 5),
+        ("completed", 6),
+        ("transfer", 7),
+    ], output
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", e["created_at"]) for e in stream), output
+    submitted, completed, deposit = stream
+    assert (submitted["order"]["status"], submitted["reserved"]) == ("open", "200.00"), output
+    assert (completed["order"]["filled_price"], completed["balance"]) == ("39.8000", "9547.50"), (
+        output
+    )
+    assert {key: deposit["transfer"][key] for key in ("direction", "amount", "balance_after")} == {
+        "direction": "deposit",
+        "amount": "500.00",
+        "balance_after": "10047.50",
+    }, output
+    assert (deposit["balance"], deposit["reserved"], deposit["buying_power"]) == (
+        "10047.50",
+        "0.00",
+        "10047.50",
+    ), output
+    # GET /events/?since=6: the deposit alone, as the outbox holds it.
+    pages = [line for line in output.splitlines() if '"results":[{"seq":' in line]
+    assert len(pages) == 1, output
+    page = json.loads(pages[0])
+    assert (page["count"], page["next"], page["previous"]) == (1, None, None), output
+    assert [(item["seq"], item["type"]) for item in page["results"]] == [(7, "transfer")], output
+    assert page["results"][0]["data"] == {
+        key: deposit[key] for key in deposit if key not in ("event", "seq", "created_at")
+    }, output
+    assert page["results"][0]["created_at"] == deposit["created_at"], output
 
 
 def base_env(tmp_path: Path) -> dict:
