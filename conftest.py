@@ -5,6 +5,7 @@ settings, so nothing here imports Django models, DRF or the Celery app at module
 those imports wait inside the fixtures until Django is set up.
 """
 
+import itertools
 import json
 import os
 import re
@@ -213,6 +214,43 @@ def own_redis(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def real_services():
+    """Skips before own_redis starts a redis-server for nothing."""
+    require_services()
+
+
+_stack_ids = itertools.count(1)
+
+
+@pytest.fixture
+def stack(real_services, own_redis, transactional_db, tmp_path):
+    """The real system's processes (stockflow.testing.Stack) on the per-run test database and
+    this test's own Redis, stopped before pytest-django flushes the database.
+
+    Each test gets a unique Celery queue and cache key prefix, so nothing it enqueues or
+    caches can reach another test's processes (or the session's conftest worker).
+    """
+    from django.conf import settings
+
+    stack_id = f"{settings.RUN_ID}-{next(_stack_ids)}"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "stockflow.settings",
+        "DATABASE_URL": run_database_url(),
+        "REDIS_URL": own_redis.url(0),
+        "SECRET_KEY": "real-process-tests-secret-key",
+        "CELERY_TASK_DEFAULT_QUEUE": f"stockflow-stack-{stack_id}",
+        "CACHE_KEY_PREFIX": f"stockflow-stack-{stack_id}",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    processes = Stack(tmp_path, env, id=stack_id, redis_server=own_redis)
+    yield processes
+    processes.close()
 
 
 @pytest.fixture(scope="session")
