@@ -16,7 +16,7 @@ Every event carries the account's `seq`, and the stream sends each once, in `seq
 at or below the last one sent is dropped (a duplicate, or one the replay already sent); one
 past the next reads the missing ones from the outbox first, so a message the channel layer
 lost leaves no gap. Every WS_HEARTBEAT_SECONDS the stream reads what it may have missed and
-sends `{"type": "heartbeat", "seq": <latest>}`.
+sends `{"type": "heartbeat", "event": "heartbeat", "seq": <latest>}`.
 """
 
 import asyncio
