@@ -144,36 +144,38 @@ class OrdersConsumer(EventStreamConsumer):
         if settings.WS_HEARTBEAT_SECONDS:
             self.every(settings.WS_HEARTBEAT_SECONDS, self.heartbeat)
 
+    async def send_numbered(self, event: dict) -> None:
+        """Send an account event unless the stream was revoked meanwhile (hold `self.sending`)."""
+        if self.credentials is not None:
+            await self.send_event(event)
+            self.last_seq = event["seq"]
+
     async def catch_up(self) -> None:
         """Send the account's events after the last one sent, from the outbox (hold
-        `self.sending`)."""
-        while True:
+        `self.sending`); stops as soon as the stream is revoked."""
+        while self.credentials is not None:
             messages = await messages_after(self.account_id, self.last_seq)
             for message in messages:
-                await self.send_event(message)
-                self.last_seq = message["seq"]
+                await self.send_numbered(message)
             if len(messages) < CATCH_UP_PAGE:
                 return
 
     async def event_message(self, message: dict) -> None:
         event = message["event"]
         async with self.sending:
-            if self.credentials is None:  # revoked: closing
-                return
             if event["seq"] > self.last_seq + 1:  # one went missing: read it from the outbox
                 await self.catch_up()
             if event["seq"] > self.last_seq:
-                await self.send_event(event)
-                self.last_seq = event["seq"]
+                await self.send_numbered(event)
 
     async def heartbeat(self) -> None:
         """Send what the stream may have missed (nothing, unless a live event was lost and no
         later one came), then the latest seq: a quiet stream says it is alive."""
         async with self.sending:
-            if self.credentials is None:
-                return
             await self.catch_up()
-            await self.send_event({"type": "heartbeat", "event": "heartbeat", "seq": self.last_seq})
+            if self.credentials is not None:
+                beat = {"type": "heartbeat", "event": "heartbeat", "seq": self.last_seq}
+                await self.send_event(beat)
 
     async def recheck(self) -> None:
         """One primary-key read per stream per WS_AUTH_RECHECK_SECONDS (500 streams at 60 s:
@@ -192,6 +194,7 @@ class OrdersConsumer(EventStreamConsumer):
     async def revoke(self) -> None:
         if self.credentials is None:  # already closing
             return
-        self.credentials = None
-        await self.send_error(code="credentials_revoked", detail=REVOKED)
-        await self.close(code=CLOSE_UNAUTHORIZED)
+        self.credentials = None  # a catch-up under way sends nothing more
+        async with self.sending:  # and the error comes after what it already sent
+            await self.send_error(code="credentials_revoked", detail=REVOKED)
+            await self.close(code=CLOSE_UNAUTHORIZED)

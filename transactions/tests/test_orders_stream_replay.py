@@ -1,6 +1,7 @@
 """/ws/orders/ from the outbox: `?since=` replays committed events in seq order, then live ones
 once each (duplicates dropped, gaps filled from the outbox), heartbeats, and refused sinces."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,8 @@ from events.relay import events_prune, events_relay
 from events.services import events_record
 from stockflow.asgi import application
 from stockflow.events import orders_group, publish
+from stockflow.streams import orders_streams_close_on_commit
+from transactions import consumers
 from users.tests.factories import UserFactory
 
 # database_sync_to_async closes connections around each lookup, which a test's wrapping
@@ -277,5 +280,36 @@ def test_a_stream_replays_only_its_own_accounts_events():
         assert await client.receive_json_from() == await sync_to_async(message)(alice, 1)
         assert await client.receive_nothing(timeout=0.2)
         await client.disconnect()
+
+    run(scenario)
+
+
+def test_a_stream_revoked_while_it_catches_up_sends_nothing_after_the_revocation(
+    settings, monkeypatch
+):
+    """A revocation that lands while a heartbeat reads a page of the outbox: the stream
+    sends the error and closes, and not one event or heartbeat after it."""
+    settings.WS_HEARTBEAT_SECONDS = 0.2
+    user = UserFactory()
+    read = consumers.messages_after
+
+    async def slow_read(account_id, seq):
+        messages = await read(account_id, seq)
+        if messages:
+            await asyncio.sleep(0.5)  # the revocation arrives meanwhile
+        return messages
+
+    monkeypatch.setattr(consumers, "messages_after", slow_read)
+
+    async def scenario():
+        client = await connect(user)
+        await sync_to_async(record)(user, "1.00", "2.00")  # never relayed: the heartbeat reads
+        await asyncio.sleep(0.4)  # a heartbeat is now in its slow read
+        await sync_to_async(orders_streams_close_on_commit)(user_id=user.pk)
+
+        error = await client.receive_json_from(timeout=2)
+        assert (error["event"], error["code"]) == ("error", "credentials_revoked")
+        assert await client.receive_output(timeout=1) == {"type": "websocket.close", "code": 4401}
+        assert await client.receive_nothing(timeout=1)
 
     run(scenario)
