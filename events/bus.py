@@ -127,6 +127,15 @@ def _enqueue_relay(account_id: int | None) -> None:
         raise
 
 
+def unclaim_relay(account_id: int | None) -> None:
+    """Take back a claim whose task could not be enqueued: the stream's next commit (or this
+    dispatch) requests a relay of its own again."""
+    claimed = _claimed_here.get()
+    if claimed is not None:
+        claimed.discard(account_id)
+    clear_queued(relay_mark(account_id))
+
+
 def claim_relay(account_id: int | None) -> bool:
     """Say that a queued task will relay this stream when it ends (a settlement, an order
     check), so commits before that one enqueue no relay of their own. True when no such task

@@ -27,4 +27,6 @@ def since_check(*, account_id: int, since: int) -> None:
     oldest = Event.objects.filter(account_id=account_id).aggregate(oldest=Min("seq"))["oldest"]
     pruned_through = latest if oldest is None else oldest - 1
     if since < pruned_through:
-        raise EventsPruned(pruned_through=pruned_through, days=settings.EVENTS_RETENTION_DAYS)
+        raise EventsPruned(
+            pruned_through=pruned_through, days=f"{settings.EVENTS_RETENTION_DAYS:g}"
+        )

@@ -7,8 +7,10 @@ the bus once the transaction commits. Rolled back, they never happened.
 
 An account event may ask for the account's state (`WithAccountState`): its `balance`,
 `reserved` and `buying_power`, read once the event is numbered, so they include every change
-numbered before it. On PostgreSQL numbering and inserting take one statement, or two when an
-event asks for the account's state (the read must start after the numbering's lock).
+numbered before it. `created_at` is taken once numbered too, so it never goes back along
+an account's `seq` (pruning by age relies on that). On PostgreSQL numbering and inserting
+take one statement, or two when an event asks for the account's state (the read must
+start after the numbering's lock).
 """
 
 import json
@@ -48,11 +50,11 @@ RECORD_SQL = """
 WITH numbered AS ({number})
 INSERT INTO {events} (account_id, seq, type, data, created_at)
 SELECT entry.account_id, numbered.last_seq - entry.after, entry.type, entry.data::jsonb,
-       entry.created_at
-FROM (VALUES {entries}) AS entry (position, account_id, after, type, data, created_at)
+       clock_timestamp()
+FROM (VALUES {entries}) AS entry (position, account_id, after, type, data)
 JOIN numbered USING (account_id)
 ORDER BY entry.position
-RETURNING id, account_id, seq, data
+RETURNING id, account_id, seq, data, created_at
 """
 
 # Inserted once numbered, in a statement of its own, so its snapshot includes every commit
@@ -66,13 +68,14 @@ WITH inserted AS (
                'reserved', account.reserved::text,
                'buying_power', (account.balance - account.reserved)::text
            ) ELSE entry.data::jsonb END,
-           entry.created_at
-    FROM (VALUES {entries}) AS entry (position, account_id, seq, type, data, created_at, with_state)
+           clock_timestamp()
+    FROM (VALUES {entries}) AS entry (position, account_id, seq, type, data, with_state)
     JOIN {users} AS account ON account.id = entry.account_id
     ORDER BY entry.position
-    RETURNING id, account_id, seq, data
+    RETURNING id, account_id, seq, data, created_at
 )
-SELECT inserted.id, inserted.account_id, inserted.seq, inserted.data, account.username
+SELECT inserted.id, inserted.account_id, inserted.seq, inserted.data, inserted.created_at,
+       account.username
 FROM inserted JOIN {users} AS account ON account.id = inserted.account_id
 """
 
@@ -107,7 +110,7 @@ def _stored(rows: list[Event], returned: list[tuple]) -> None:
     for values in sorted(returned, key=lambda values: (values[1], values[2])):
         by_account.setdefault(values[1], []).append(values)
     for row in rows:
-        pk, _, row.seq, data, *username = by_account[row.account_id].pop(0)
+        pk, _, row.seq, data, row.created_at, *username = by_account[row.account_id].pop(0)
         row.pk, row.data = pk, data if isinstance(data, dict) else json.loads(data)
         if username:
             row.account.username = username[0]
@@ -135,7 +138,6 @@ def _insert_postgresql(rows: list[Event]) -> None:
                     row.seq,
                     row.type,
                     json.dumps(row.data),
-                    row.created_at,
                     isinstance(row.data, WithAccountState),
                 )
                 for row in rows
@@ -148,7 +150,7 @@ def _insert_postgresql(rows: list[Event]) -> None:
         for row in rows:
             left[row.account_id] -= 1
             data = json.dumps(row.data)
-            columns.append((row.account_id, left[row.account_id], row.type, data, row.created_at))
+            columns.append((row.account_id, left[row.account_id], row.type, data))
         entries, params = _values(columns)
         number, number_params = _number_sql(Counter(row.account_id for row in rows))
         sql = RECORD_SQL.format(number=number, events=events, entries=entries)
@@ -161,6 +163,9 @@ def _insert_postgresql(rows: list[Event]) -> None:
 def _insert_elsewhere(rows: list[Event]) -> None:
     """SQLite (the embedded mode): number, read the accounts asked for, insert."""
     _number(rows)
+    numbered_at = timezone.now()
+    for row in rows:
+        row.created_at = numbered_at
     wanted = {row.account_id for row in rows if isinstance(row.data, WithAccountState)}
     accounts = User.objects.only("balance", "reserved", "username").in_bulk(wanted)
     for row in rows:

@@ -201,7 +201,8 @@ WS_MAX_CONNECTIONS_PER_ADDRESS = env.int("WS_MAX_CONNECTIONS_PER_ADDRESS", defau
 # (a message after the commit); should that message be lost, each stream re-checks its
 # credentials this often (seconds; 0: never).
 WS_AUTH_RECHECK_SECONDS = env.float("WS_AUTH_RECHECK_SECONDS", default=60.0)
-# /ws/orders/ sends {"type": "heartbeat", "event": "heartbeat", "seq": <latest>} this often (0: never).
+# /ws/orders/ sends {"type": "heartbeat", "event": "heartbeat", "seq": <latest>} this often
+# (0: never).
 WS_HEARTBEAT_SECONDS = env.float("WS_HEARTBEAT_SECONDS", default=15.0)
 # Origins a browser page may open a WebSocket from (Channels' patterns: `example.com`,
 # `.example.com`, `https://example.com:8443`, `*`). A client that sends no Origin header

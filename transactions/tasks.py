@@ -12,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from events.bus import claim_relay
+from events.bus import claim_relay, unclaim_relay
 from events.relay import relaying
 from stockflow.queued import clear_queued, mark_queued
 
@@ -46,6 +46,7 @@ def request_settlement(user_ids: Iterable[int]) -> None:
             _enqueue_settlement(user_id)
         except Exception:
             clear_queued(settlement_mark(user_id))  # the next request tries again
+            unclaim_relay(user_id)
             raise
 
 
@@ -58,8 +59,12 @@ def request_order_check(tickers: Iterable[str]) -> None:
     tickers = sorted(set(tickers))
     if tickers:
         claim_relay(None)  # each check relays the market's events (the quotes) when it ends
-        for ticker in tickers:
-            check_orders_task.delay(ticker)
+        try:
+            for ticker in tickers:
+                check_orders_task.delay(ticker)
+        except Exception:
+            unclaim_relay(None)
+            raise
 
 
 @shared_task(**RETRY_TRANSIENT)
