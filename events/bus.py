@@ -127,13 +127,11 @@ def _enqueue_relay(account_id: int | None) -> None:
         raise
 
 
-def unclaim_relay(account_id: int | None) -> None:
-    """Take back a claim whose task could not be enqueued: the stream's next commit (or this
-    dispatch) requests a relay of its own again."""
-    claimed = _claimed_here.get()
-    if claimed is not None:
-        claimed.discard(account_id)
-    clear_queued(relay_mark(account_id))
+def unclaim_relay(account_id: int | None, *also: str) -> None:
+    """Take back a claim whose task could not be enqueued, clearing the marks in `also` in the
+    same cache call: the stream's next commit requests a relay again. This dispatch does not
+    (the broker just failed; a second try would cost a second timeout): the sweep relays."""
+    clear_queued(relay_mark(account_id), *also)
 
 
 def claim_relay(account_id: int | None) -> bool:

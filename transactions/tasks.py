@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError
 
 from events.bus import claim_relay, unclaim_relay
 from events.relay import relaying
-from stockflow.queued import clear_queued, mark_queued
+from stockflow.queued import mark_queued
 
 from .services import (
     orders_check_for_ticker,
@@ -45,8 +45,7 @@ def request_settlement(user_ids: Iterable[int]) -> None:
         try:
             _enqueue_settlement(user_id)
         except Exception:
-            clear_queued(settlement_mark(user_id))  # the next request tries again
-            unclaim_relay(user_id)
+            unclaim_relay(user_id, settlement_mark(user_id))  # the next request tries again
             raise
 
 
