@@ -59,11 +59,6 @@ def publish(group: str, event: dict) -> None:
         logger.exception("event_publish_failed group=%s event=%s", group, event.get("event"))
 
 
-def publish_on_commit(group: str, event: dict) -> None:
-    """Send `event` to `group` once the surrounding transaction commits (at once outside one)."""
-    publish_many_on_commit([(group, event)])
-
-
 def publish_many(events: list[tuple[str, dict]], *, message_type: str = MESSAGE_TYPE) -> None:
     """Send each `(group, event)` in order, in one event loop over one connection.
 

@@ -19,7 +19,6 @@ Row locks follow one order: the user's row, then transactions in id order, then 
 ticker order. A service takes only the locks it needs, in that order (see `settlement`).
 """
 
-from .events import order_event
 from .idempotency import IDEMPOTENCY_WINDOW
 from .lifecycle import transaction_cancel, transaction_replace
 from .settlement import settlement_mark, transactions_settle_for_user
@@ -30,7 +29,6 @@ from .triggers import orders_check_for_ticker, triggered_orders
 
 __all__ = [
     "IDEMPOTENCY_WINDOW",
-    "order_event",
     "orders_check_for_ticker",
     "orders_due_to_expire",
     "settlement_mark",

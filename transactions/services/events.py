@@ -23,11 +23,6 @@ def order_event_data(txn: Transaction, *, balance: Decimal, reserved: Decimal) -
     }
 
 
-def order_event(event: str, txn: Transaction, *, balance: Decimal, reserved: Decimal) -> dict:
-    """An order event as the streams send it, before the outbox numbers it."""
-    return {"event": event, **order_event_data(txn, balance=balance, reserved=reserved)}
-
-
 def _record(orders: list[tuple[list[str], Transaction]], *, account: User | None = None) -> None:
     """Record each `(event types, order)`, stating the order as it is now and its account as
     it stands once the events are numbered (WithAccountState): for changes that do not hold
